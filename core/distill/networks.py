@@ -1,0 +1,221 @@
+"""Networks for distillation and evaluation, 1D and 2D, built from a name and an input shape.
+
+Every network is a `Net`: `embed(x)` gives the penultimate features (N, D) and
+`forward(x) = classifier(embed(x))` the logits (N, num_classes). The dimension (Conv1d or
+Conv2d) follows the input shape: (C, L) builds the 1D variant, (C, H, W) the 2D one.
+
+The architectures are the small-input variants used across the dataset-distillation
+literature (DC/DSA/DM reference code), so that cross-architecture evaluation means the same
+thing as in the papers:
+
+- mlp:      `depth` hidden layers of `width` units (no normalisation).
+- convnet:  `depth` x [conv 3, `width` channels -> norm -> activation -> avg-pool 2];
+            the literature's standard is depth 3, width 128, instance norm, ReLU.
+- lenet:    conv5(6) -> pool -> conv5(16) -> pool -> fc 120 -> fc 84 (padding keeps small
+            inputs valid).
+- alexnet:  conv5(128) pool conv5(192) pool conv3(256) conv3(192) conv3(192) pool.
+- vgg11:    VGG-11 (64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M), conv 3.
+- resnet18: ResNet-18 with a 3x3 stride-1 stem and no stem pooling (the CIFAR variant).
+
+Pooling is skipped once a spatial side is 1, so 8x8 digits and length-40 signals work with
+every depth. `width` and `depth` apply to mlp and convnet; `activation` to all; `norm` to
+every convolution (mlp has none). "instancenorm" is GroupNorm(C, C, affine=True), as in the
+reference code: per-sample statistics, so batches of different classes can share one forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from core.distill._checks import check_config, require
+
+Arch = Literal["mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18"]
+ARCHS: tuple[str, ...] = ("mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """A network family and its shape options."""
+
+    arch: Arch = "convnet"
+    """Architecture: mlp, convnet (the distillation standard), lenet, alexnet, vgg11, resnet18."""
+    width: int = 128
+    """Channels per conv layer (convnet) or hidden units (mlp). Ignored by the others."""
+    depth: int = 3
+    """Conv blocks (convnet) or hidden layers (mlp). Ignored by the others."""
+    activation: Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu"] = "relu"
+    """Nonlinearity after every conv / hidden layer."""
+    norm: Literal["instancenorm", "batchnorm", "none"] = "instancenorm"
+    """Normalisation after every convolution; instancenorm = GroupNorm(C, C) (per sample)."""
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        require(self.width >= 1, self, "width", "must be >= 1")
+        require(self.depth >= 1, self, "depth", "must be >= 1")
+
+
+class Net(nn.Module):
+    """features (input -> (N, D)) followed by a linear classifier (D -> num_classes)."""
+
+    def __init__(self, features: nn.Module, feature_dim: int, num_classes: int):
+        super().__init__()
+        self.features = features
+        self.classifier = nn.Linear(feature_dim, num_classes)
+        self.feature_dim = feature_dim
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features, (N, D)."""
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, (N, num_classes)."""
+        return self.classifier(self.features(x))
+
+
+def build_network(cfg: NetConfig, input_shape: tuple[int, ...], num_classes: int) -> Net:
+    """A freshly initialised `cfg.arch` for inputs of `input_shape` ((C, L) or (C, H, W))."""
+    if len(input_shape) not in (2, 3):
+        raise ValueError(f"input_shape must be (C, L) or (C, H, W), got {input_shape}")
+    b = _Builder(cfg, input_shape)
+    features = {
+        "mlp": b.mlp,
+        "convnet": b.convnet,
+        "lenet": b.lenet,
+        "alexnet": b.alexnet,
+        "vgg11": b.vgg11,
+        "resnet18": b.resnet18,
+    }[cfg.arch]()
+    return Net(features, b.feature_dim(features), num_classes)
+
+
+# --- construction ---------------------------------------------------------------------
+
+
+class _Builder:
+    """Layer factories for one dimension (1D or 2D), tracking the spatial size."""
+
+    def __init__(self, cfg: NetConfig, input_shape: tuple[int, ...]):
+        self.cfg = cfg
+        self.input_shape = tuple(input_shape)
+        self.channels = input_shape[0]
+        self.size = list(input_shape[1:])  # spatial sides, updated as layers are added
+        self.d = len(self.size)  # 1 or 2
+        self.conv_cls = nn.Conv1d if self.d == 1 else nn.Conv2d
+
+    # building blocks
+    def act(self) -> nn.Module:
+        return {
+            "relu": lambda: nn.ReLU(inplace=True),
+            "gelu": nn.GELU,
+            "tanh": nn.Tanh,
+            "sigmoid": nn.Sigmoid,
+            "leaky_relu": lambda: nn.LeakyReLU(0.01, inplace=True),
+        }[self.cfg.activation]()
+
+    def norm(self, c: int) -> nn.Module:
+        if self.cfg.norm == "instancenorm":
+            return nn.GroupNorm(c, c, affine=True)
+        if self.cfg.norm == "batchnorm":
+            return nn.BatchNorm1d(c) if self.d == 1 else nn.BatchNorm2d(c)
+        return nn.Identity()
+
+    def conv(self, c_out: int, k: int, stride: int = 1, bias: bool = True) -> nn.Module:
+        conv = self.conv_cls(self.channels, c_out, k, stride=stride, padding=k // 2, bias=bias)
+        self.channels = c_out
+        self.size = [(s + 2 * (k // 2) - k) // stride + 1 for s in self.size]
+        return conv
+
+    def conv_block(self, c_out: int, k: int = 3) -> list[nn.Module]:
+        return [self.conv(c_out, k), self.norm(c_out), self.act()]
+
+    def pool(self, kind: Literal["avg", "max"]) -> nn.Module:
+        """Pool by 2 along every side longer than 1 (identity once the map is 1 wide)."""
+        if min(self.size) < 2:
+            return nn.Identity()
+        self.size = [s // 2 for s in self.size]
+        if self.d == 1:
+            return nn.AvgPool1d(2) if kind == "avg" else nn.MaxPool1d(2)
+        return nn.AvgPool2d(2) if kind == "avg" else nn.MaxPool2d(2)
+
+    def flat_dim(self) -> int:
+        n = self.channels
+        for s in self.size:
+            n *= s
+        return n
+
+    def feature_dim(self, features: nn.Module) -> int:
+        was_training = features.training
+        features.eval()  # no batch-norm statistics updated by the probe
+        with torch.no_grad():
+            dim = features(torch.zeros(2, *self.input_shape)).shape[1]
+        features.train(was_training)
+        return int(dim)
+
+    # architectures
+    def mlp(self) -> nn.Module:
+        layers: list[nn.Module] = [nn.Flatten()]
+        n = self.flat_dim()
+        for _ in range(self.cfg.depth):
+            layers += [nn.Linear(n, self.cfg.width), self.act()]
+            n = self.cfg.width
+        return nn.Sequential(*layers)
+
+    def convnet(self) -> nn.Module:
+        layers: list[nn.Module] = []
+        for _ in range(self.cfg.depth):
+            layers += self.conv_block(self.cfg.width) + [self.pool("avg")]
+        return nn.Sequential(*layers, nn.Flatten())
+
+    def lenet(self) -> nn.Module:
+        layers = self.conv_block(6, 5) + [self.pool("max")]
+        layers += self.conv_block(16, 5) + [self.pool("max")]
+        n = self.flat_dim()
+        return nn.Sequential(
+            *layers, nn.Flatten(), nn.Linear(n, 120), self.act(), nn.Linear(120, 84), self.act()
+        )
+
+    def alexnet(self) -> nn.Module:
+        layers = self.conv_block(128, 5) + [self.pool("max")]
+        layers += self.conv_block(192, 5) + [self.pool("max")]
+        layers += self.conv_block(256, 3) + self.conv_block(192, 3) + self.conv_block(192, 3)
+        layers += [self.pool("max"), nn.Flatten()]
+        return nn.Sequential(*layers)
+
+    def vgg11(self) -> nn.Module:
+        layers: list[nn.Module] = []
+        for v in (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"):
+            layers += [self.pool("max")] if v == "M" else self.conv_block(int(v))
+        return nn.Sequential(*layers, nn.Flatten())
+
+    def resnet18(self) -> nn.Module:
+        layers: list[nn.Module] = [self.conv(64, 3, bias=False), self.norm(64), self.act()]
+        for c, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            layers += [self.basic_block(c, stride), self.basic_block(c, 1)]
+        pool = nn.AdaptiveAvgPool1d(1) if self.d == 1 else nn.AdaptiveAvgPool2d(1)
+        return nn.Sequential(*layers, pool, nn.Flatten())
+
+    def basic_block(self, c_out: int, stride: int) -> nn.Module:
+        c_in = self.channels
+        conv1 = self.conv(c_out, 3, stride, bias=False)
+        norm1, act1 = self.norm(c_out), self.act()
+        conv2 = self.conv(c_out, 3, 1, bias=False)
+        norm2 = self.norm(c_out)
+        shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            shortcut = nn.Sequential(
+                self.conv_cls(c_in, c_out, 1, stride=stride, bias=False), self.norm(c_out)
+            )
+        return _BasicBlock(nn.Sequential(conv1, norm1, act1, conv2, norm2), shortcut, self.act())
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, body: nn.Module, shortcut: nn.Module, act: nn.Module):
+        super().__init__()
+        self.body, self.shortcut, self.act = body, shortcut, act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
