@@ -219,3 +219,12 @@ class _BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.body(x) + self.shortcut(x))
+
+
+def seeded_network(
+    cfg: NetConfig, input_shape: tuple[int, ...], num_classes: int, seed: int
+) -> Net:
+    """`build_network` with its initialisation drawn from `seed`, global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_network(cfg, input_shape, num_classes)

@@ -1,0 +1,123 @@
+"""Ray Tune callbacks that run in the driver: trial records and MLflow children.
+
+Ray pickles callbacks into the experiment state and brings them back on restore, so
+they hold only plain settings and build their clients in `setup()`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from ablab import schedulers
+from ablab.expand import context_label
+from ablab.ray_api import Callback
+from ablab.records import EventLog, StudyPaths, TrialState
+from ablab.trial import STEP_KEY
+
+# Keys Ray adds to every result; they are not the trainable's metrics.
+RAY_KEYS = {
+    "done", "training_iteration", "trial_id", "date", "timestamp", "time_this_iter_s",
+    "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
+    "iterations_since_restore", "checkpoint_dir_name", "config", "should_checkpoint",
+    STEP_KEY,
+}
+
+
+def metrics_of(result: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v) for k, v in result.items()
+        if k not in RAY_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+def spec_of(trial) -> dict[str, Any]:
+    return trial.config["ablab"]
+
+
+def error_of(trial) -> str:
+    try:
+        err = trial.get_error()
+    except Exception:  # noqa: BLE001
+        err = None
+    if err is None:
+        return "unknown error"
+    text = "".join(traceback.format_exception_only(type(err), err)).strip()
+    # Ray wraps the trainable's exception; its last line is the reason a human wants.
+    cause = getattr(err, "cause", None) or err.__cause__
+    if cause is not None:
+        text = "".join(traceback.format_exception_only(type(cause), cause)).strip()
+    return text.splitlines()[-1] if text else repr(err)
+
+
+def outcome(trial) -> TrialState:
+    return TrialState.STOPPED if trial.trial_id in schedulers.STOPPED_EARLY else TrialState.FINISHED
+
+
+class StudyCallback(Callback):
+    """Writes each trial's event log and mirrors it to its MLflow child run."""
+
+    def __init__(self, storage: str, name: str, tracking_uri: str, experiment: str,
+                 artifact_location: str, parent_run_id: str):
+        self.storage = storage
+        self.name = name
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.artifact_location = artifact_location
+        self.parent_run_id = parent_run_id
+        self._runtime: dict[str, Any] = {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_runtime"] = {}
+        return state
+
+    def setup(self, **info):
+        from pathlib import Path
+
+        from ablab.tracking import Tracker
+
+        self._runtime["log"] = EventLog(StudyPaths(Path(self.storage), self.name))
+        self._runtime["tracker"] = Tracker(self.tracking_uri, self.experiment, self.artifact_location)
+        self._runtime["runs"] = {}
+
+    @property
+    def _log(self) -> EventLog:
+        return self._runtime["log"]
+
+    @property
+    def _tracker(self):
+        return self._runtime["tracker"]
+
+    def _run_id(self, trial) -> str:
+        runs = self._runtime["runs"]
+        if trial.trial_id not in runs:
+            spec = dict(spec_of(trial))
+            spec["context_label"] = context_label(spec["context"])
+            runs[trial.trial_id] = self._tracker.child(self.parent_run_id, self.name, spec)
+        return runs[trial.trial_id]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        spec = spec_of(trial)
+        public = {k: v for k, v in spec.items() if k not in ("trainable", "stage_root", "study_dir")}
+        self._log.append(trial.trial_id, {"event": "start", "spec": public, "node": trial.node_ip})
+        self._run_id(trial)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._log.append(trial.trial_id, {"event": "retry", "error": error_of(trial)})
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        metrics = metrics_of(result)
+        step = int(result.get(STEP_KEY, result.get("training_iteration", 0)))
+        self._log.append(trial.trial_id, {"event": "result", "step": step, "metrics": metrics})
+        self._tracker.log_metrics(self._run_id(trial), metrics, step)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        state = outcome(trial)
+        self._log.append(trial.trial_id, {"event": "end", "state": state.value})
+        self._tracker.end_child(self._run_id(trial), state.value)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = error_of(trial)
+        self._log.append(trial.trial_id, {"event": "end", "state": "failed", "error": error})
+        self._tracker.end_child(self._run_id(trial), "failed", error)

@@ -1,0 +1,204 @@
+"""The `ablab` command.
+
+Every user error ends in one line on stderr and exit code 2, before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ablab.errors import EXIT_USER_ERROR, UserError
+
+EXAMPLES = {
+    "run": """examples:
+  ablab run sweeps/quickstart.yaml
+  ablab run sweeps/quickstart.yaml --set seeds=2 --set train.epochs=5
+  ablab run sweeps/quickstart.yaml --resume          # continue after a crash or Ctrl-C
+  ablab run sweeps/distill_loss.yaml --address auto  # on a running Ray cluster""",
+    "validate": """examples:
+  ablab validate sweeps/*.yaml
+  ablab validate sweeps/quickstart.yaml --set model.activation=swish   # shows the allowed values""",
+    "report": """examples:
+  ablab report quickstart
+  ablab report quickstart --out paper/tables""",
+    "status": "examples:\n  ablab status quickstart",
+    "list": "examples:\n  ablab list\n  ablab list --storage /shared/ablab_results",
+    "ui": "examples:\n  ablab ui quickstart            # MLflow UI on http://127.0.0.1:5000",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ablab",
+        description="Ablation studies as Ray Tune trials, tracked in MLflow, reported with error bars.",
+        epilog="start here:  ablab run sweeps/quickstart.yaml   then   ablab ui quickstart",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    storage_help = "folder holding the studies (default: ablab_results, or the study's `storage`)"
+    r = add("run", "run a study (or continue it, if it exists) and write its report")
+    r.add_argument("file", help="sweep file (YAML)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a base config key (model.width=64) or a study key (seeds=2); repeatable")
+    r.add_argument("--address", default=None, help="Ray cluster to join: auto or HOST:PORT (default: start local Ray on all cores)")
+    r.add_argument("--resume", action="store_true", help="continue an existing study; error if there is none")
+    r.add_argument("--yes", action="store_true", help="run even a very large grid without asking")
+    r.add_argument("--no-live", action="store_true", help="plain log lines instead of the live table")
+
+    v = add("validate", "check sweep files and every trial config they expand to; starts nothing")
+    v.add_argument("files", nargs="+", help="sweep files (YAML)")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    rep = add("report", "write report.md, report.html, report.json and plots for a study")
+    rep.add_argument("study", help="study name (or its folder)")
+    rep.add_argument("--out", default=None, help="output folder (default: <study>/report)")
+    rep.add_argument("--storage", default="ablab_results", help=storage_help)
+
+    st = add("status", "trial counts and the state of each trial of a study")
+    st.add_argument("study")
+    st.add_argument("--storage", default="ablab_results", help=storage_help)
+
+    ls = add("list", "list the studies in a storage folder")
+    ls.add_argument("--storage", default="ablab_results", help=storage_help)
+
+    ui = add("ui", "open the MLflow UI for a study's tracking store, on 127.0.0.1")
+    ui.add_argument("study")
+    ui.add_argument("--storage", default="ablab_results", help=storage_help)
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1, this machine only)")
+    return p
+
+
+def _paths(study: str, storage: str):
+    from ablab.records import StudyPaths
+
+    candidate = Path(study)
+    if (candidate / "study.json").exists():
+        return StudyPaths(candidate.parent, candidate.name)
+    paths = StudyPaths(Path(storage), study)
+    if not paths.study_file.exists():
+        known = sorted(p.parent.name for p in Path(storage).glob("*/study.json"))
+        raise UserError(f"no study named {study!r} in {storage}", key="study", allowed=known or "(none yet)")
+    return paths
+
+
+def cmd_validate(args) -> int:
+    from ablab.expand import expand, variants
+    from ablab.spec import load_study
+
+    for f in args.files:
+        study = load_study(f, args.overrides)
+        trials = expand(study, f)
+        print(f"ok  {f}: study {study.name!r}, trainable {study.trainable!r}, "
+              f"{len(variants(study))} variant(s) x {max(len(trials) // max(len(study.seeds), 1) // max(len(variants(study)), 1), 1)} "
+              f"grid point(s) x {len(study.seeds)} seed(s) = {len(trials)} trials")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from ablab import report as report_mod
+    from ablab import runner
+
+    prep = runner.prepare(args.file, args.overrides, resume=args.resume, yes=args.yes)
+    verb = "continuing" if prep.resuming else "starting"
+    print(f"{verb} study {prep.study.name!r}: {len(prep.trials)} trials -> {prep.paths.dir}")
+    print(f"tracking: {prep.tracking_uri}")
+    status = runner.run(prep, address=args.address, live=False if args.no_live else None)
+    rep, out = report_mod.write(prep.paths)
+    print()
+    print(report_mod.to_markdown(rep).split("## Trials not in the means")[0].strip())
+    print()
+    print(f"report:  {out / 'report.md'}  (and report.html, plots)")
+    print(f"mlflow:  ablab ui {prep.study.name}" + (f" --storage {prep.study.storage}" if prep.study.storage != "ablab_results" else "")
+          + f"   ({prep.tracking_uri})")
+    if status != "finished":
+        print(f"\nthe study is not finished; continue it with:  ablab run {args.file} --resume", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args) -> int:
+    from ablab import report as report_mod
+
+    paths = _paths(args.study, args.storage)
+    rep, out = report_mod.write(paths, args.out)
+    print(report_mod.to_markdown(rep))
+    print(f"\nwritten to {out}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from ablab.records import load_records
+
+    paths = _paths(args.study, args.storage)
+    records = load_records(paths)
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.state.value] = counts.get(r.state.value, 0) + 1
+    print(f"study {paths.name}: {len(records)} trials; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    for r in records:
+        last = f"step {r.steps[-1]}" if r.steps else "no results"
+        extra = f"  ({r.error})" if r.error else ""
+        print(f"  {r.state.value:9s} {r.spec.key}  {last}{extra}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    import json
+
+    root = Path(args.storage)
+    studies = sorted(root.glob("*/study.json"))
+    if not studies:
+        print(f"no studies in {root}")
+        return 0
+    from ablab.records import StudyPaths, load_records
+
+    for f in studies:
+        paths = StudyPaths(root, f.parent.name)
+        records = load_records(paths)
+        done = sum(r.state.is_done for r in records)
+        created = json.loads(f.read_text()).get("created", "")
+        print(f"{paths.name:30s} {done}/{len(records)} trials done   created {created}")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import json
+
+    paths = _paths(args.study, args.storage)
+    uri = json.loads(paths.study_file.read_text())["tracking_uri"]
+    if not uri.startswith("sqlite"):
+        print(f"this study tracks to {uri}: open it there")
+        return 0
+    print(f"MLflow UI for {paths.name} on http://{args.host}:{args.port}  (Ctrl-C to stop)")
+    mlflow = Path(sys.executable).with_name("mlflow")
+    os.execv(str(mlflow), [str(mlflow), "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)])
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run, "validate": cmd_validate, "report": cmd_report,
+    "status": cmd_status, "list": cmd_list, "ui": cmd_ui,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(exc.message, file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

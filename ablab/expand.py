@@ -1,0 +1,198 @@
+"""A study expanded into its trials: variants x grid points x seeds.
+
+The baseline is always in the grid. Every variant differs from the baseline in exactly
+one ablated part (one factor at a time), and every trial config is built into the
+trainable's config dataclass here, so a bad value fails before anything starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ablab import configs, registry
+from ablab.errors import UserError
+from ablab.spec import Study
+
+BASELINE = "baseline"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of the study: the baseline, or the baseline with one part replaced."""
+
+    name: str
+    ablation: str | None  # the ablated part, None for the baseline
+    action: str | None  # replace | remove
+    changes: dict[str, Any] = field(default_factory=dict)  # dotted key -> value
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a trial needs; becomes the trial's Ray config (plain JSON types only)."""
+
+    key: str  # stable and unique within the study: context | variant | seed
+    variant: str
+    ablation: str | None
+    action: str | None
+    context: dict[str, Any]  # the grid point (dotted key -> value); {} without a grid
+    seed: int
+    config: dict[str, Any]  # the full nested trainable config, seed included
+
+    @property
+    def context_label(self) -> str:
+        return context_label(self.context)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "variant": self.variant,
+            "ablation": self.ablation,
+            "action": self.action,
+            "context": self.context,
+            "seed": self.seed,
+            "config": self.config,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrialSpec:
+        return cls(**d)
+
+
+def context_label(context: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_label(v)}" for k, v in context.items()) or "all"
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}={_label(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def variants(study: Study) -> list[Variant]:
+    baseline_changes: dict[str, Any] = {}
+    for a in study.ablations:
+        baseline_changes.update(_changes(a.part, a.baseline))
+    out = [Variant(BASELINE, None, None, baseline_changes)]
+    for a in study.ablations:
+        for r in a.replacements:
+            changes = dict(baseline_changes)
+            for k in _changes(a.part, a.baseline):
+                changes.pop(k)
+            changes.update(_changes(a.part, r))
+            out.append(Variant(f"{a.part}={_label(r)}", a.part, a.action, changes))
+    return out
+
+
+def _changes(part: str, value: Any) -> dict[str, Any]:
+    """A variant value as dotted settings: a scalar sets `part`, a mapping sets several keys."""
+    if isinstance(value, dict):
+        return {str(k): v for k, v in value.items()}
+    return {part: value}
+
+
+def grid_points(study: Study) -> list[dict[str, Any]]:
+    if not study.grid:
+        return [{}]
+    keys = list(study.grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*study.grid.values())]
+
+
+def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    target = config
+    for p in parts[:-1]:
+        nxt = target.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise UserError("cannot set inside a non-mapping", key=dotted, value=nxt)
+        target = nxt
+    target[parts[-1]] = copy.deepcopy(value)
+
+
+def expand(study: Study, file: str | None = None) -> list[TrialSpec]:
+    """All trials of the study, each config validated against the trainable's Config."""
+    try:
+        module = registry.load(study.trainable)
+    except UserError as exc:
+        raise exc.within(file=file) from None
+    _check_metrics(study, module, file)
+    trials = []
+    built: dict[str, Any] = {}
+    for point in grid_points(study):
+        for v in variants(study):
+            for seed in study.seeds:
+                config = copy.deepcopy(study.base)
+                for k, val in {**point, **v.changes}.items():
+                    set_dotted(config, k, val)
+                config["seed"] = seed
+                # Validate once per distinct config without the seed: the seed never makes it invalid.
+                fingerprint = json.dumps({k: val for k, val in config.items() if k != "seed"}, sort_keys=True, default=str)
+                if fingerprint not in built:
+                    try:
+                        built[fingerprint] = configs.build(module.Config, config)
+                    except UserError as exc:
+                        where = "base" if exc.key and exc.key.split(".")[0] not in {*point, *v.changes} else None
+                        raise _place(exc, file, where, v, point) from None
+                key = " | ".join([context_label(point), v.name, f"seed={seed}"])
+                trials.append(
+                    TrialSpec(
+                        key=key,
+                        variant=v.name,
+                        ablation=v.ablation,
+                        action=v.action,
+                        context=point,
+                        seed=seed,
+                        config=configs.to_dict(built[fingerprint]) | {"seed": seed},
+                    )
+                )
+    return trials
+
+
+def _place(exc: UserError, file: str | None, where: str | None, v: Variant, point: dict) -> UserError:
+    key = exc.key or ""
+    if v.ablation and (key in v.changes or any(key.startswith(k + ".") for k in v.changes)):
+        hint = f"set by ablation `{v.ablation}` (variant {v.name})"
+    elif any(key == k or key.startswith(k + ".") for k in point):
+        hint = "set by `grid`"
+    else:
+        hint = None
+    prefixed = exc.within(file=file, key_prefix="base" if where == "base" else None)
+    if hint:
+        prefixed.hint = (prefixed.hint + "; " if prefixed.hint else "") + hint
+    return prefixed
+
+
+def _check_metrics(study: Study, module, file: str | None) -> None:
+    declared = dict(module.METRICS)
+    for key, name in [("metric", study.metric), *[("metrics", m) for m in study.report_metrics]]:
+        if name not in declared:
+            raise UserError(
+                f"trainable `{study.trainable}` does not report this metric", file=file, key=key,
+                value=name, allowed=sorted(declared),
+            )
+    for i, a in enumerate(study.ablations):
+        for m in a.metrics or []:
+            if m not in declared:
+                raise UserError(
+                    f"trainable `{study.trainable}` does not report this metric", file=file,
+                    key=f"ablations[{i}].metrics", value=m, allowed=sorted(declared),
+                )
+    if study.early_stopping.type != "none" and declared[study.metric] != study.mode:
+        raise UserError(
+            f"mode {study.mode!r} disagrees with the trainable's direction for {study.metric} "
+            f"({declared[study.metric]!r}): early stopping would keep the worst trials",
+            file=file, key="mode", allowed=[declared[study.metric]],
+        )
+
+
+def fingerprint(study: Study, trials: list[TrialSpec]) -> str:
+    """Identity of a study's definition: what must not change when a study is resumed."""
+    payload = json.dumps(
+        {"trainable": study.trainable, "trials": [t.to_json() for t in trials]},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

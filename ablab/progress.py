@@ -1,0 +1,141 @@
+"""One live progress table instead of Ray's per-trial banners.
+
+On a terminal: a rich table redrawn in place (one row per variant and grid point: trials
+done/running/stopped/failed, the metric's current mean over seeds). Elsewhere (CI logs,
+`ray job submit`): one line per trial that ends, and a summary line every 30 s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+from ablab.callbacks import error_of, metrics_of, outcome, spec_of
+from ablab.expand import context_label
+from ablab.ray_api import Callback
+
+
+class ProgressCallback(Callback):
+    def __init__(self, name: str, metric: str, mode: str, total: int, live: bool | None = None):
+        self.name = name
+        self.metric = metric
+        self.mode = mode
+        self.total = total
+        self.live = live
+        self._rt: dict[str, Any] = {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_rt"] = {}
+        return state
+
+    # -------------------------------------------------------------- state
+    def setup(self, **info):
+        from rich.console import Console
+
+        console = Console(stderr=False)
+        live = self.live if self.live is not None else console.is_terminal
+        self._rt.update(
+            console=console, start=time.time(), state={}, last={}, rows={},
+            last_line=0.0, live=None,
+        )
+        if live:
+            from rich.live import Live
+
+            self._rt["live"] = Live(self._table(), console=console, refresh_per_second=2, transient=False)
+            self._rt["live"].start()
+
+    def _set(self, trial, state: str) -> None:
+        spec = spec_of(trial)
+        self._rt["state"][trial.trial_id] = state
+        self._rt["rows"][trial.trial_id] = (context_label(spec["context"]), spec["variant"])
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._set(trial, "running")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        value = metrics_of(result).get(self.metric)
+        if value is not None:
+            self._rt["last"][trial.trial_id] = value
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        state = outcome(trial).value
+        self._set(trial, state)
+        self._line(f"{state:8s} {spec_of(trial)['key']}  {self.metric}={self._fmt(self._rt['last'].get(trial.trial_id))}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._set(trial, "failed")
+        self._line(f"failed   {spec_of(trial)['key']}  {error_of(trial)}")
+
+    def on_step_end(self, iteration, trials, **info):
+        live = self._rt.get("live")
+        if live is not None:
+            live.update(self._table())
+        elif time.time() - self._rt.get("last_line", 0) > 30:
+            self._rt["last_line"] = time.time()
+            self._rt["console"].print(self._summary(), highlight=False)
+
+    def on_experiment_end(self, trials, **info):
+        live = self._rt.get("live")
+        if live is not None:
+            live.update(self._table())
+            live.stop()
+        else:
+            self._rt["console"].print(self._summary(), highlight=False)
+
+    # -------------------------------------------------------------- rendering
+    def _line(self, text: str) -> None:
+        if self._rt.get("live") is None:
+            self._rt["console"].print(text, highlight=False, markup=False)
+
+    @staticmethod
+    def _fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4g}"
+
+    def _counts(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for s in self._rt["state"].values():
+            counts[s] += 1
+        return counts
+
+    def _best(self) -> tuple[str, float] | None:
+        last = self._rt["last"]
+        if not last:
+            return None
+        pick = max if self.mode == "max" else min
+        tid = pick(last, key=last.get)
+        return self._rt["rows"][tid][1], last[tid]
+
+    def _summary(self) -> str:
+        c = self._counts()
+        done = c["finished"] + c["stopped"] + c["failed"]
+        pending = max(self.total - done - c["running"], 0)
+        best = self._best()
+        best_text = f"best {self.metric}={best[1]:.4g} ({best[0]})" if best else "best -"
+        elapsed = time.time() - self._rt["start"]
+        return (
+            f"[{self.name}] {done}/{self.total} done: {c['finished']} finished, {c['stopped']} stopped early, "
+            f"{c['failed']} failed; {c['running']} running, {pending} pending; {best_text}; {elapsed:.0f}s"
+        )
+
+    def _table(self):
+        from rich.table import Table
+
+        table = Table(title=self._summary(), title_justify="left", expand=False)
+        for col in ("context", "variant", "running", "finished", "stopped", "failed", f"{self.metric} (mean)"):
+            table.add_column(col, justify="right" if col not in ("context", "variant") else "left")
+        groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for tid, row in self._rt["rows"].items():
+            groups[row].append(tid)
+        for (ctx, variant), tids in sorted(groups.items()):
+            states = [self._rt["state"][t] for t in tids]
+            values = [self._rt["last"][t] for t in tids if t in self._rt["last"]]
+            mean = sum(values) / len(values) if values else None
+            table.add_row(
+                ctx, variant, *(str(states.count(s)) for s in ("running", "finished", "stopped", "failed")),
+                self._fmt(mean),
+            )
+        return table
+
+

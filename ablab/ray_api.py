@@ -1,0 +1,32 @@
+"""The one place ablab imports Ray.
+
+Ray's public API moved several times (ray.air -> ray.train -> ray.tune); every other
+module takes what it needs from here, so the next move is a one-file change.
+"""
+
+from ray import tune
+from ray.tune import (
+    Callback,
+    Checkpoint,
+    CheckpointConfig,
+    FailureConfig,
+    RunConfig,
+    TuneConfig,
+    Tuner,
+)
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
+
+__all__ = [
+    "tune",
+    "Callback",
+    "Checkpoint",
+    "CheckpointConfig",
+    "FailureConfig",
+    "RunConfig",
+    "TuneConfig",
+    "Tuner",
+    "ASHAScheduler",
+    "FIFOScheduler",
+    "MedianStoppingRule",
+    "TrialScheduler",
+]

@@ -1,0 +1,327 @@
+"""The ablation report: tables (markdown, HTML, JSON) and plots, from the trial records.
+
+Only trials that finished enter the means. Early-stopped and failed trials are listed
+apart with their reason, so nothing is averaged in (or dropped) silently.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ablab.expand import BASELINE, context_label
+from ablab.records import StudyPaths, TrialRecord, TrialState, load_records
+from ablab.spec import Study, parse_study
+from ablab.stats import Comparison, Summary, compare, summarize
+
+
+@dataclass(frozen=True)
+class Row:
+    context: str
+    ablation: str  # the ablated part, or "grid" for a study without ablations
+    variant: str
+    metric: str
+    summary: Summary
+    comparison: Comparison | None  # None for the baseline row
+    verdict: str  # baseline | better | worse | within noise | n<2 | no data
+
+
+@dataclass(frozen=True)
+class Report:
+    study: Study
+    records: list[TrialRecord]
+    rows: list[Row]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in TrialState}
+        for r in self.records:
+            out[r.state.value] += 1
+        return out
+
+
+def load_study_of(paths: StudyPaths) -> Study:
+    import yaml
+
+    return parse_study(yaml.safe_load(paths.sweep_file.read_text()), str(paths.sweep_file))
+
+
+def directions(study: Study) -> dict[str, str]:
+    """max|min per metric, as the trainable declares them (the study's mode as fallback)."""
+    try:
+        from ablab import registry
+
+        return dict(registry.load(study.trainable).METRICS)
+    except Exception:  # noqa: BLE001 - a report must not need the trainable's dependencies
+        return {}
+
+
+def build(paths: StudyPaths) -> Report:
+    study = load_study_of(paths)
+    records = load_records(paths)
+    direction = directions(study)
+    finished = [r for r in records if r.state == TrialState.FINISHED]
+    by_arm: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
+    for r in finished:
+        by_arm[(context_label(r.spec.context), r.spec.variant)].append(r)
+    contexts = list(dict.fromkeys(context_label(r.spec.context) for r in records))
+    rows: list[Row] = []
+    for ctx in contexts:
+        if not study.ablations:
+            variants = list(dict.fromkeys(r.spec.variant for r in records if context_label(r.spec.context) == ctx))
+            for v in variants:
+                for m in study.report_metrics:
+                    s = summarize(_values(by_arm[(ctx, v)], m))
+                    rows.append(Row(ctx, "grid", v, m, s, None, "no data" if s.n == 0 else ""))
+            continue
+        for a in study.ablations:
+            metrics = a.metrics or study.report_metrics
+            arms = [BASELINE] + [
+                v for v in dict.fromkeys(r.spec.variant for r in records) if _part_of(records, v) == a.part
+            ]
+            for m in metrics:
+                base_vals = _values(by_arm[(ctx, BASELINE)], m)
+                for v in arms:
+                    vals = _values(by_arm[(ctx, v)], m)
+                    s = summarize(vals)
+                    if v == BASELINE:
+                        rows.append(Row(ctx, a.part, v, m, s, None, "baseline" if s.n else "no data"))
+                        continue
+                    c = compare(base_vals, vals)
+                    rows.append(Row(ctx, a.part, v, m, s, c, _verdict(c, s, len(base_vals), direction.get(m, study.mode))))
+    return Report(study, records, rows)
+
+
+def _part_of(records: list[TrialRecord], variant: str) -> str | None:
+    for r in records:
+        if r.spec.variant == variant:
+            return r.spec.ablation
+    return None
+
+
+def _values(records: list[TrialRecord], metric: str) -> list[float]:
+    return [v for v in (r.final(metric) for r in records) if v is not None]
+
+
+def _verdict(c: Comparison, s: Summary, n_base: int, mode: str) -> str:
+    if s.n == 0 or n_base == 0:
+        return "no data"
+    if s.n < 2 or n_base < 2:
+        return "n<2"
+    if not c.beyond_noise:
+        return "within noise"
+    return "better" if (c.diff > 0) == (mode == "max") else "worse"
+
+
+# ------------------------------------------------------------------------ rendering
+
+
+def _num(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.4g}"
+
+
+def table_rows(report: Report) -> dict[tuple[str, str], list[list[str]]]:
+    """(context, ablation) -> table rows of strings, shared by markdown and HTML."""
+    tables: dict[tuple[str, str], list[list[str]]] = defaultdict(list)
+    for row in report.rows:
+        c = row.comparison
+        tables[(row.context, row.ablation)].append([
+            row.variant, row.metric, str(row.summary.n), str(row.summary),
+            "" if c is None else f"{_num(c.diff)} [{_num(c.ci_low)}, {_num(c.ci_high)}]",
+            "" if c is None or math.isnan(c.p_value) else f"{c.p_value:.3g}",
+            row.verdict,
+        ])
+    return tables
+
+
+HEADER = ["variant", "metric", "n", "mean ± std", "Δ vs baseline [95% CI]", "p (Welch)", "verdict"]
+
+
+def not_averaged(report: Report) -> list[TrialRecord]:
+    return [r for r in report.records if r.state != TrialState.FINISHED]
+
+
+def to_markdown(report: Report, plots: dict[str, list[str]] | None = None, pictures: dict[str, str] | None = None) -> str:
+    s = report.study
+    c = report.counts
+    lines = [
+        f"# Ablation report: {s.name}",
+        "",
+        s.description.strip() or "",
+        "",
+        f"Trainable `{s.trainable}`, seeds {s.seeds}, selection metric `{s.metric}` ({s.mode}). "
+        f"Trials: {len(report.records)} — {c['finished']} finished, {c['stopped']} stopped early, "
+        f"{c['failed']} failed, {c['running'] + c['pending']} not done. "
+        "Means use finished trials only; Δ is mean(variant) − mean(baseline) with a 95% Welch CI; "
+        "a verdict of better/worse means the CI excludes 0.",
+        "",
+    ]
+    for (ctx, part), rows in table_rows(report).items():
+        title = "Grid" if part == "grid" else f"Ablation `{part}`"
+        lines += [f"## {title} — {ctx}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        for p in (plots or {}).get(f"{ctx}|{part}", []):
+            lines += ["", f"![{part} {ctx}]({p})"]
+        lines.append("")
+    for p in (plots or {}).get("curves", []):
+        lines += [f"![learning curves]({p})", ""]
+    if pictures:
+        lines += ["## Pictures (first seed of each variant)", ""]
+        for label, p in pictures.items():
+            lines += [f"**{label}**", "", f"![{label}]({p})", ""]
+    apart = not_averaged(report)
+    if apart:
+        lines += ["## Trials not in the means", "", "| trial | state | last step | reason |", "|---|---|---|---|"]
+        for r in apart:
+            step = r.steps[-1] if r.steps else "-"
+            lines.append(f"| {r.spec.key} | {r.state.value} | {step} | {(r.error or '').replace('|', '/')} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def to_html(report: Report, plots: dict[str, list[str]], pictures: dict[str, str]) -> str:
+    e = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{e(report.study.name)} — ablab report</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "td.better{background:#dfd}td.worse{background:#fdd}img{max-width:100%}</style></head><body>",
+        f"<h1>Ablation report: {e(report.study.name)}</h1><p>{e(report.study.description)}</p>",
+        "<p>" + e(", ".join(f"{k}: {v}" for k, v in report.counts.items())) + "</p>",
+    ]
+    for (ctx, part), rows in table_rows(report).items():
+        parts.append(f"<h2>{'Grid' if part == 'grid' else 'Ablation ' + e(part)} — {e(ctx)}</h2><table><tr>")
+        parts += [f"<th>{e(h)}</th>" for h in HEADER] + ["</tr>"]
+        for r in rows:
+            parts.append("<tr>" + "".join(
+                f"<td class='{e(cell) if i == len(r) - 1 else ''}'>{e(cell)}</td>" for i, cell in enumerate(r)
+            ) + "</tr>")
+        parts.append("</table>")
+        parts += [f"<img src='{e(p)}'>" for p in plots.get(f"{ctx}|{part}", [])]
+    parts += [f"<img src='{e(p)}'>" for p in plots.get("curves", [])]
+    for label, p in pictures.items():
+        parts.append(f"<h3>{e(label)}</h3><img src='{e(p)}'>")
+    apart = not_averaged(report)
+    if apart:
+        parts.append("<h2>Trials not in the means</h2><table><tr><th>trial</th><th>state</th><th>reason</th></tr>")
+        parts += [f"<tr><td>{e(r.spec.key)}</td><td>{r.state.value}</td><td>{e(r.error or '')}</td></tr>" for r in apart]
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def to_json(report: Report) -> dict:
+    return {
+        "study": report.study.name,
+        "counts": report.counts,
+        "rows": [
+            {**{k: v for k, v in asdict(r).items() if k not in ("summary", "comparison")},
+             **{f"summary_{k}": v for k, v in asdict(r.summary).items()},
+             **({f"{k}": v for k, v in asdict(r.comparison).items()} if r.comparison else {})}
+            for r in report.rows
+        ],
+        "trials": [
+            {"key": r.spec.key, "state": r.state.value, "error": r.error, "steps": len(r.history),
+             "final": r.history[r.steps[-1]] if r.steps else {}}
+            for r in report.records
+        ],
+    }
+
+
+# ------------------------------------------------------------------------ plots
+
+
+def plot(report: Report, out: Path) -> dict[str, list[str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files: dict[str, list[str]] = defaultdict(list)
+    grouped: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for row in report.rows:
+        grouped[(row.context, row.ablation)].append(row)
+    for i, ((ctx, part), rows) in enumerate(grouped.items()):
+        metrics = list(dict.fromkeys(r.metric for r in rows))
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
+        for ax, m in zip(axes[0], metrics):
+            mrows = [r for r in rows if r.metric == m]
+            colors = ["#555" if r.variant == BASELINE else ("#2a7" if r.verdict == "better" else "#c44" if r.verdict == "worse" else "#79c") for r in mrows]
+            ax.bar(range(len(mrows)), [r.summary.mean for r in mrows], yerr=[r.summary.std for r in mrows],
+                   color=colors, capsize=4)
+            ax.set_xticks(range(len(mrows)), [r.variant.split("=", 1)[-1] for r in mrows], rotation=30, ha="right")
+            ax.set_title(m)
+        fig.suptitle(f"{part} — {ctx} (mean ± std over seeds)")
+        fig.tight_layout()
+        name = f"bars_{i}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        files[f"{ctx}|{part}"].append(name)
+    # learning curves of the selection metric, one panel per grid point
+    metric = report.study.metric
+    contexts = list(dict.fromkeys(context_label(r.spec.context) for r in report.records))
+    fig, axes = plt.subplots(1, len(contexts), figsize=(5.5 * len(contexts), 3.8), squeeze=False)
+    for ax, ctx in zip(axes[0], contexts):
+        curves: dict[str, list[TrialRecord]] = defaultdict(list)
+        for r in report.records:
+            if context_label(r.spec.context) == ctx and r.history:
+                curves[r.spec.variant].append(r)
+        for variant, recs in curves.items():
+            steps = sorted({s for r in recs for s in r.curve(metric)[0]})
+            mean = []
+            for s in steps:
+                vals = [r.history[s][metric] for r in recs if s in r.history and metric in r.history[s]]
+                mean.append(sum(vals) / len(vals))
+            ax.plot(steps, mean, label=variant, lw=2 if variant == BASELINE else 1)
+        ax.set_title(ctx)
+        ax.set_xlabel("step")
+        ax.set_ylabel(metric)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"learning curves of {metric} (mean over seeds; stopped trials included)")
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=110)
+    plt.close(fig)
+    files["curves"].append("curves.png")
+    return files
+
+
+def pictures(report: Report, paths: StudyPaths, out: Path) -> dict[str, str]:
+    """The PNGs trials saved with `trial.artifact_dir()`, first seed of each arm."""
+    import shutil
+
+    found: dict[str, str] = {}
+    first_seed: dict[tuple[str, str], TrialRecord] = {}
+    for r in report.records:
+        arm = (context_label(r.spec.context), r.spec.variant)
+        if arm not in first_seed or r.spec.seed < first_seed[arm].spec.seed:
+            first_seed[arm] = r
+    for (ctx, variant), r in first_seed.items():
+        folder = artifact_folder(paths, r.spec.key)
+        for png in sorted(folder.glob("*.png")) if folder.exists() else []:
+            name = f"pic_{len(found)}_{png.name}"
+            shutil.copyfile(png, out / name)
+            found[f"{variant} — {ctx} (seed {r.spec.seed}): {png.stem}"] = name
+    return found
+
+
+def artifact_folder(paths: StudyPaths, key: str) -> Path:
+    from ablab.trial import safe_name
+
+    return paths.dir / "artifacts" / safe_name(key)
+
+
+def write(paths: StudyPaths, out: Path | None = None) -> tuple[Report, Path]:
+    out = Path(out) if out else paths.report_dir
+    out.mkdir(parents=True, exist_ok=True)
+    report = build(paths)
+    plots = plot(report, out)
+    pics = pictures(report, paths, out)
+    (out / "report.md").write_text(to_markdown(report, plots, pics))
+    (out / "report.html").write_text(to_html(report, plots, pics))
+    (out / "report.json").write_text(json.dumps(to_json(report), indent=2, default=str))
+    return report, out

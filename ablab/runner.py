@@ -1,0 +1,189 @@
+"""Run a study: validate everything, then Tuner.fit (or Tuner.restore to continue).
+
+Order matters: every check a user can fail (the sweep file, every trial config, the
+results folder, the tracking server, resources against the cluster) runs before the
+first trial starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ablab import __version__
+from ablab.errors import UserError
+from ablab.expand import TrialSpec, expand, fingerprint
+from ablab.records import StudyPaths, read_study_file, write_json_atomic
+from ablab.spec import Study, load_study
+from ablab.tracking import Tracker, git_commit, resolve_uri
+
+CONFIRM_ABOVE = 1000  # trials; larger grids need --yes
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated study, ready to run."""
+
+    study: Study
+    trials: list[TrialSpec]
+    paths: StudyPaths
+    file: str
+    resuming: bool
+    tracking_uri: str
+
+
+def prepare(file: str, overrides=(), resume: bool = False, yes: bool = False) -> Prepared:
+    study = load_study(file, overrides)
+    trials = expand(study, file)
+    if len(trials) > CONFIRM_ABOVE and not yes:
+        raise UserError(
+            f"this study expands to {len(trials)} trials (more than {CONFIRM_ABOVE})", file=file,
+            hint="check grid/ablations/seeds, or pass --yes to run it anyway",
+        )
+    paths = StudyPaths(Path(study.storage), study.name)
+    _check_writable(paths, file)
+    exists = paths.study_file.exists()
+    if resume and not exists:
+        raise UserError(f"--resume: no study named {study.name!r} in {paths.storage}", file=file, key="name")
+    if exists:
+        previous = read_study_file(paths)
+        if previous["fingerprint"] != fingerprint(study, trials):
+            raise UserError(
+                f"a different study named {study.name!r} already exists in {paths.dir}", file=file, key="name",
+                hint="the sweep file (or --set) changed since it ran: give the study a new name, "
+                f"or delete {paths.dir} to start over",
+            )
+    uri = resolve_uri(study.tracking.uri, paths.default_tracking_uri)
+    return Prepared(study, trials, paths, file, exists, uri)
+
+
+def _check_writable(paths: StudyPaths, file: str) -> None:
+    try:
+        paths.dir.mkdir(parents=True, exist_ok=True)
+        probe = paths.dir / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(
+            f"cannot write the results folder {paths.dir} ({exc.strerror or exc})", file=file, key="storage",
+        ) from None
+
+
+def init_ray(address: str | None, study: Study) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(include_dashboard=False, **kwargs)
+    total = ray.cluster_resources()
+    for res, need in (("CPU", study.resources.cpu), ("GPU", study.resources.gpu)):
+        if need and total.get(res, 0) < need:
+            raise UserError(
+                f"each trial asks for {need} {res} but the cluster has {total.get(res, 0):g}",
+                key=f"resources.{res.lower()}", value=need,
+                allowed=f"at most {total.get(res, 0):g}",
+            )
+
+
+def _trial_dirname(trial) -> str:
+    return trial.trial_id
+
+
+def run(prep: Prepared, address: str | None = None, live: bool | None = None) -> str:
+    """Run (or continue) the study; returns the final status: finished | interrupted."""
+    from ablab import trial as trial_api
+    from ablab.callbacks import StudyCallback
+    from ablab.progress import ProgressCallback
+    from ablab.ray_api import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner, tune
+    from ablab.schedulers import make_scheduler
+
+    study, paths = prep.study, prep.paths
+    tracker = Tracker(prep.tracking_uri, study.tracking.experiment or study.name,
+                      artifact_location=paths.mlflow_artifacts.resolve().as_uri())
+    tracker.check_reachable()
+    init_ray(address, study)
+
+    storage = str(paths.storage.resolve())
+    if prep.resuming:
+        record = read_study_file(paths)
+        parent_id = record["parent_run_id"]
+        tracker.reopen_parent(parent_id)
+        closed = tracker.close_orphans(parent_id)
+        if closed:
+            print(f"closed {closed} MLflow child run(s) left RUNNING by an interrupted driver")
+    else:
+        paths.sweep_file.write_text(yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))
+        parent_id = tracker.start_parent(
+            study.name, paths.sweep_file,
+            tags={"ablab.version": __version__, "git.commit": git_commit(), "ablab.trials": str(len(prep.trials))},
+        )
+        write_json_atomic(paths.study_file, {
+            "name": study.name,
+            "fingerprint": fingerprint(study, prep.trials),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "source_file": str(Path(prep.file).resolve()),
+            "tracking_uri": prep.tracking_uri,
+            "experiment": tracker.experiment_name,
+            "parent_run_id": parent_id,
+            "trials": [t.to_json() for t in prep.trials],
+        })
+
+    callbacks = [
+        StudyCallback(storage, study.name, prep.tracking_uri, tracker.experiment_name,
+                      paths.mlflow_artifacts.resolve().as_uri(), parent_id),
+        ProgressCallback(study.name, study.metric, study.mode, len(prep.trials), live=live),
+    ]
+    trainable = tune.with_resources(trial_api.run, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
+    stage_root = str(paths.stages_dir.resolve())
+    param_space = {"ablab": tune.grid_search([
+        {"trainable": study.trainable, "stage_root": stage_root, "study_dir": str(paths.dir.resolve()),
+         **t.to_json()} for t in prep.trials
+    ])}
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    if prep.resuming and Tuner.can_restore(str(paths.tune_dir)):
+        tuner = Tuner.restore(str(paths.tune_dir), trainable=trainable, resume_errored=True, param_space=param_space)
+        # Ray brings back the pickled callbacks; use this run's (the tracking URI may have moved).
+        tuner._local_tuner._run_config.callbacks = callbacks  # noqa: SLF001 - no public setter
+    else:
+        tuner = Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=TuneConfig(
+                scheduler=make_scheduler(study),
+                num_samples=1,  # seeds are part of the grid
+                max_concurrent_trials=study.max_concurrent,
+                trial_dirname_creator=_trial_dirname,
+                trial_name_creator=_trial_dirname,
+            ),
+            run_config=RunConfig(
+                name=paths.tune_dir.name,
+                storage_path=str(paths.dir.resolve()),
+                failure_config=FailureConfig(max_failures=study.max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=study.checkpoint.num_to_keep),
+                callbacks=callbacks,
+                verbose=0,
+            ),
+        )
+    status = "finished"
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        status = "interrupted"
+    from ablab.records import load_records
+
+    records = load_records(paths)
+    if not all(r.state.is_done for r in records):
+        status = "interrupted"
+    tracker.end_parent(parent_id, "FINISHED" if status == "finished" else "KILLED")
+    if status == "finished":
+        tracker.close_orphans(parent_id)
+    return status

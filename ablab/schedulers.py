@@ -1,0 +1,46 @@
+"""Early stopping: Ray Tune's schedulers, plus a record of which trials they stopped.
+
+Ray reports a trial stopped by a scheduler exactly like one that finished (both end
+TERMINATED with done=True), but a report must tell them apart: early-stopped trials are
+listed apart, never averaged in. These subclasses note the trial ids they stop early.
+"""
+
+from __future__ import annotations
+
+from ablab.ray_api import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
+from ablab.spec import Study
+
+# Trials stopped early in this driver process (schedulers and callbacks both live here).
+STOPPED_EARLY: set[str] = set()
+
+
+class RecordingASHA(ASHAScheduler):
+    def on_trial_result(self, tune_controller, trial, result):
+        decision = super().on_trial_result(tune_controller, trial, result)
+        # ASHA also says STOP when a trial reaches max_t: that trial finished its budget.
+        if decision == TrialScheduler.STOP and result[self._time_attr] < self._max_t:
+            STOPPED_EARLY.add(trial.trial_id)
+        return decision
+
+
+class RecordingMedian(MedianStoppingRule):
+    def on_trial_result(self, tune_controller, trial, result):
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP:
+            STOPPED_EARLY.add(trial.trial_id)
+        return decision
+
+
+def make_scheduler(study: Study):
+    es = study.early_stopping
+    if es.type == "asha":
+        return RecordingASHA(
+            metric=study.metric, mode=study.mode, time_attr="training_iteration",
+            max_t=es.max_t, grace_period=es.grace_period, reduction_factor=es.reduction_factor,
+        )
+    if es.type == "median":
+        return RecordingMedian(
+            metric=study.metric, mode=study.mode, time_attr="training_iteration",
+            grace_period=es.grace_period, min_samples_required=es.min_samples_required,
+        )
+    return FIFOScheduler()

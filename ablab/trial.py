@@ -1,0 +1,123 @@
+"""What a trainable sees of ablab: restore, report, stages.
+
+    state = trial.restore()                     # None on a fresh start
+    for step in range(start, cfg.steps):
+        ...
+        trial.report({"val/acc": acc}, step=step, state={"model": model.state_dict(), ...})
+
+`report` refuses non-finite metrics (the trial errors with the reason, the study goes
+on), and checkpoints `state` (pickled) together with the metrics, as Ray Tune wants.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ablab.stages import StageCache
+
+STATE_FILE = "state.pkl"
+STEP_KEY = "step"
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    key: str
+    variant: str
+    seed: int
+    stage_root: str
+    study_dir: str
+
+
+_current: TrialInfo | None = None
+
+
+class NonFiniteMetric(FloatingPointError):
+    """A trial reported NaN or infinity: it diverged."""
+
+
+def info() -> TrialInfo:
+    if _current is None:
+        raise RuntimeError("not inside an ablab trial")
+    return _current
+
+
+def safe_name(key: str) -> str:
+    """A trial key as a folder name."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", key).strip("_")[:150]
+
+
+def artifact_dir() -> Path:
+    """A folder for this trial's files (pictures, samples); the report shows its PNGs."""
+    if _current is None:
+        folder = Path(tempfile.mkdtemp(prefix="ablab-artifacts-"))
+    else:
+        folder = Path(_current.study_dir) / "artifacts" / safe_name(_current.key)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def restore() -> dict[str, Any] | None:
+    """The state saved with the last checkpoint of this trial, or None."""
+    from ablab.ray_api import tune
+
+    try:
+        checkpoint = tune.get_checkpoint()
+    except RuntimeError:  # not inside Tune (a notebook, a unit test)
+        return None
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        with open(Path(folder) / STATE_FILE, "rb") as f:
+            return pickle.load(f)
+
+
+def report(metrics: Mapping[str, float], *, step: int, state: dict[str, Any] | None = None) -> None:
+    """Report metrics at `step` (and checkpoint `state` with them when given)."""
+    from ablab.ray_api import Checkpoint, tune
+
+    values = {}
+    for k, v in metrics.items():
+        v = float(v)
+        if not math.isfinite(v):
+            raise NonFiniteMetric(f"metric {k} is {v} at step {step}")
+        values[k] = v
+    values[STEP_KEY] = int(step)
+    if state is None:
+        tune.report(values)
+        return
+    with tempfile.TemporaryDirectory(prefix="ablab-ckpt-") as folder:
+        with open(Path(folder) / STATE_FILE, "wb") as f:
+            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+        tune.report(values, checkpoint=Checkpoint.from_directory(folder))
+
+
+def stage(
+    name: str,
+    config: Any,
+    build: Callable[[Path], None],
+    inputs: Mapping[str, Path | str] | None = None,
+) -> Path:
+    """A shared stage's folder, built once for the whole study (and for later studies)."""
+    root = _current.stage_root if _current else os.environ.get("ABLAB_STAGES", "ablab_results/stages")
+    return StageCache(root).get_or_build(name, config, build, inputs, log=lambda m: print(m, flush=True))
+
+
+def run(param: dict[str, Any]) -> None:
+    """The function Ray Tune runs: builds the trainable's Config and calls `train`."""
+    global _current
+    from ablab import configs, registry
+
+    spec = param["ablab"]
+    module = registry.load(spec["trainable"])
+    cfg = configs.build(module.Config, spec["config"])
+    _current = TrialInfo(spec["key"], spec["variant"], spec["seed"], spec["stage_root"], spec["study_dir"])
+    module.train(cfg)

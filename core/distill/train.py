@@ -1,0 +1,117 @@
+"""Plain supervised training of one network: the optimiser recipe of the distillation
+literature (SGD, momentum 0.9, lr 0.01, weight decay 5e-4, lr x0.1 at half the epochs).
+
+Used to train PTMs and, one network at a time, as the sequential reference that the
+batched evaluation (core.distill.evaluate) must match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.distill._checks import require
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+"""augment(x, generator) -> x of the same shape; differentiable where it matters."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a network is trained on a (real or synthetic) training set."""
+
+    epochs: int = 300
+    """Passes over the training set (300 for evaluation on a synthetic set, as in DC/DM)."""
+    lr: float = 0.01
+    """SGD learning rate."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 5e-4
+    """SGD weight decay (L2)."""
+    batch_size: int = 256
+    """Minibatch size; a synthetic set smaller than this is one batch per epoch."""
+    lr_decay_at_half: bool = True
+    """Multiply the learning rate by 0.1 after half of the epochs, as in the literature."""
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, self, "epochs", "must be >= 1")
+        require(self.lr > 0, self, "lr", "must be > 0")
+        require(self.batch_size >= 1, self, "batch_size", "must be >= 1")
+
+    @property
+    def milestones(self) -> list[int]:
+        """Epochs after which the lr is multiplied by 0.1 (scheduler stepped once per epoch)."""
+        return [self.epochs // 2] if self.lr_decay_at_half and self.epochs >= 2 else []
+
+
+def make_optimizer(
+    net: nn.Module | list[torch.Tensor], cfg: TrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD over `net`'s parameters (or a list of tensors) and its per-epoch lr schedule."""
+    params = list(net.parameters()) if isinstance(net, nn.Module) else list(net)
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.milestones, gamma=0.1)
+    return opt, sched
+
+
+def train_epoch(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    augment: Augment | None = None,
+) -> float:
+    """One shuffled pass over (x, y); returns the mean training loss."""
+    net.train()
+    perm = torch.randperm(len(x), generator=generator).to(x.device)
+    total, n = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        idx = perm[i : i + batch_size]
+        xb, yb = x[idx], y[idx]
+        if augment is not None:
+            xb = augment(xb, generator)
+        loss = F.cross_entropy(net(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(idx)
+        n += len(idx)
+    return total / n
+
+
+def train_network(
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    augment: Augment | None = None,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+) -> float:
+    """Train `net` for cfg.epochs; `on_epoch(epoch, net)` after each (1-based). Final loss."""
+    opt, sched = make_optimizer(net, cfg)
+    loss = float("nan")
+    for epoch in range(1, cfg.epochs + 1):
+        loss = train_epoch(net, opt, x, y, cfg.batch_size, generator, augment)
+        sched.step()
+        if on_epoch is not None:
+            on_epoch(epoch, net)
+    return loss
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> float:
+    """Share of (x, y) that `net` classifies correctly, in eval mode (train mode restored)."""
+    was_training = net.training
+    net.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += (net(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum().item()
+    net.train(was_training)
+    return correct / max(len(x), 1)

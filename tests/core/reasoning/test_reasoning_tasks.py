@@ -1,0 +1,78 @@
+"""The procedural task's gold solutions, step checker and answer extraction; GSM8K files."""
+
+from pathlib import Path
+
+import pytest
+
+from core.reasoning.tasks import (
+    ArithConfig, ArithTask, GSM8KConfig, GSM8KTask, answers_match, extract_final_answer,
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_gold_solutions_are_process_correct():
+    for fmt in ("plain", "reversed"):
+        task = ArithTask(ArithConfig(steps=3, digits=2, ops="+-*", number_format=fmt))
+        for p in task.problems("test", 50):
+            assert task.is_correct(p, p.solution)
+            assert task.step_labels(p, p.solution) == [True] * 3
+            assert task.process_correct(p, p.solution)
+
+
+def test_reversed_numbers_and_crafted_solutions():
+    task = ArithTask(ArithConfig(steps=2, number_format="reversed", template="symbolic"))
+    p = task.make_problem(23, [("+", 45), ("-", 12)], "x")  # 23+45=68, 68-12=56
+    assert p.question == "32+54-21=?"
+    assert p.solution == "32+54=86\n86-21=65\n#### 65"
+    assert p.answer == "56"
+    # right answer, wrong first step (errors cancel): a false positive
+    fp = "32+54=76\n76-21=65\n#### 65"
+    assert task.is_correct(p, fp) and task.step_labels(p, fp) == [False, False]
+    # right arithmetic on the wrong operand, right answer line: wrong step
+    assert task.step_labels(p, "32+54=86\n86-22=64\n#### 65") == [True, False]
+    # a missing step counts as a wrong step; garbage lines are wrong steps
+    assert task.step_labels(p, "#### 65") == [False, False]
+    assert task.step_labels(p, "32+54=86\nhello\n#### 65") == [True, False]
+    assert not task.is_correct(p, "32+54=86\n86-21=65\n#### 56")
+    assert not task.is_correct(p, "no answer")
+
+
+def test_splits_are_disjoint_and_deterministic():
+    task = ArithTask(ArithConfig(digits=1, steps=1))  # a small space: collisions are likely
+    key = lambda p: (p.question, p.answer)  # noqa: E731
+    train, val, test = (set(map(key, task.problems(s, 20))) for s in ("train", "val", "test"))
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert task.problems("test", 5) == task.problems("test", 5)
+    with pytest.raises(ValueError, match="allowed"):
+        task.problems("dev", 1)
+
+
+def test_extract_and_compare_final_answers():
+    assert extract_final_answer("a\n#### 1,200.") == "1200"
+    assert extract_final_answer("so $42 in total") == "42"
+    assert extract_final_answer("no digits") is None
+    assert answers_match("2000", "2000.0") and answers_match("72", "72")
+    assert not answers_match("71", "72") and not answers_match(None, "1")
+
+
+def test_gsm8k_loader_and_checks():
+    task = GSM8KTask(GSM8KConfig(train_path=str(DATA / "gsm8k_tiny.jsonl"),
+                                 test_path=str(DATA / "gsm8k_tiny.jsonl"), val_size=2))
+    train, val, test = task.problems("train"), task.problems("val"), task.problems("test")
+    assert (len(train), len(val), len(test)) == (4, 2, 6)
+    p = test[0]
+    assert p.answer == "72" and "<<" not in p.solution
+    assert task.is_correct(p, p.solution) and task.is_correct(p, "It is 72.")
+    assert not task.is_correct(p, "#### 73")
+    assert test[3].answer == "2000" and task.is_correct(test[3], "#### 2,000")
+    assert task.step_labels(p, p.solution) is None
+
+
+def test_gsm8k_bad_file_names_the_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "no final line"}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        GSM8KTask.load_jsonl(bad)
+    with pytest.raises(FileNotFoundError):
+        GSM8KTask.load_jsonl(tmp_path / "missing.jsonl")

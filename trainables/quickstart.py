@@ -1,0 +1,58 @@
+"""Quickstart: a small classifier on MNIST-1D, one report per epoch.
+
+Config in, `trial.report` out; the model, data and training step come from core/distill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ablab import trial
+from core.distill.data import DataConfig
+from core.distill.networks import NetConfig
+from core.distill.train import TrainConfig
+
+METRICS = {"train/loss": "min", "val/acc": "max", "test/acc": "max"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A network trained on a dataset; every field can be ablated from the sweep file."""
+
+    seed: int = 0
+    """Seeds the network's initialisation and the batch order."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: NetConfig = field(default_factory=lambda: NetConfig(arch="mlp", width=64, depth=2))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, lr=0.05, batch_size=128))
+
+
+def train(cfg: Config) -> None:
+    import torch
+
+    from core.distill.data import load_dataset
+    from core.distill.networks import seeded_network
+    from core.distill.train import accuracy, make_optimizer, train_epoch
+
+    data = load_dataset(cfg.data)
+    net = seeded_network(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+    opt, sched = make_optimizer(net, cfg.train)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start = 0
+    state = trial.restore()
+    if state is not None:
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        start = state["epoch"]
+    for epoch in range(start + 1, cfg.train.epochs + 1):
+        loss = train_epoch(net, opt, data.x_train, data.y_train, cfg.train.batch_size, gen)
+        sched.step()
+        metrics = {
+            "train/loss": loss,
+            "val/acc": accuracy(net, data.x_val, data.y_val),
+            "test/acc": accuracy(net, data.x_test, data.y_test),
+        }
+        state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "generator": gen.get_state(), "epoch": epoch}
+        trial.report(metrics, step=epoch, state=state)

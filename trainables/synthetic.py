@@ -1,0 +1,72 @@
+"""A trainable with no model: a seeded learning curve, for tests and benchmarks.
+
+It reports `val/score` rising towards `quality`, can burn a fixed amount of CPU per step
+(benchmarks), sleep (fault tests), produce NaN, or kill its own process once (retry tests).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+
+from ablab import trial
+
+METRICS = {"val/score": "max", "test/score": "max", "train/loss": "min", "time/work_s": "min"}
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    steps: int = 10
+    """Reports per trial."""
+    quality: float = 0.9
+    """The curve's asymptote: val/score -> quality."""
+    rate: float = 0.5
+    """How fast the curve rises per step."""
+    noise: float = 0.01
+    """Std of the seeded noise added to each score."""
+    work: int = 0
+    """Fixed CPU work per step, in units of 100k integer additions."""
+    sleep_seconds: float = 0.0
+    """Idle wait per step."""
+    nan_at_step: int = 0
+    """Report NaN at this step (0: never)."""
+    crash_at_step: int = 0
+    """Kill the worker process at this step, once per trial (0: never)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError("steps must be >= 1")
+
+
+def burn(units: int) -> None:
+    total = 0
+    for _ in range(units):
+        for i in range(100_000):
+            total += i
+
+
+def train(cfg: Config) -> None:
+    rng = random.Random(cfg.seed)
+    state = trial.restore() or {"step": 0, "rng": rng.getstate()}
+    rng.setstate(state["rng"])
+    for step in range(state["step"] + 1, cfg.steps + 1):
+        t0 = time.process_time()
+        burn(cfg.work)
+        work_s = time.process_time() - t0
+        if cfg.sleep_seconds:
+            time.sleep(cfg.sleep_seconds)
+        if cfg.crash_at_step == step:
+            marker = trial.artifact_dir() / "crashed"
+            if not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os._exit(1)  # a hard crash: no exception, no clean-up
+        score = cfg.quality * (1 - math.exp(-cfg.rate * step)) + rng.gauss(0, cfg.noise)
+        if cfg.nan_at_step == step:
+            score = float("nan")
+        metrics = {"val/score": score, "test/score": score + rng.gauss(0, cfg.noise),
+                   "train/loss": 1 - score, "time/work_s": work_s}
+        trial.report(metrics, step=step, state={"step": step, "rng": rng.getstate()})
