@@ -135,7 +135,7 @@ def expand(study: Study, file: str | None = None) -> list[TrialSpec]:
                     try:
                         built[fingerprint] = configs.build(module.Config, config)
                     except UserError as exc:
-                        where = "base" if exc.key and exc.key.split(".")[0] not in {*point, *v.changes} else None
+                        where = "base" if not exc.key or exc.key.split(".")[0] not in {*point, *v.changes} else None
                         raise _place(exc, file, where, v, point) from None
                 key = " | ".join([context_label(point), v.name, f"seed={seed}"])
                 trials.append(

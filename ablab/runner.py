@@ -77,13 +77,12 @@ def _check_writable(paths: StudyPaths, file: str) -> None:
 def init_ray(address: str | None, study: Study) -> None:
     import ray
 
-    if ray.is_initialized():
-        return
-    kwargs = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(include_dashboard=False, **kwargs)
+    if not ray.is_initialized():
+        kwargs = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(include_dashboard=False, **kwargs)
     total = ray.cluster_resources()
     for res, need in (("CPU", study.resources.cpu), ("GPU", study.resources.gpu)):
         if need and total.get(res, 0) < need:
@@ -160,6 +159,7 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
             tune_config=TuneConfig(
                 scheduler=make_scheduler(study),
                 num_samples=1,  # seeds are part of the grid
+                reuse_actors=True,  # torch is imported once per worker, not once per trial
                 max_concurrent_trials=study.max_concurrent,
                 trial_dirname_creator=_trial_dirname,
                 trial_name_creator=_trial_dirname,

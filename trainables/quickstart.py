@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ablab import trial
+from trainables._data import cached_dataset
 from core.distill.data import DataConfig
 from core.distill.networks import NetConfig
 from core.distill.train import TrainConfig
@@ -29,11 +30,10 @@ class Config:
 def train(cfg: Config) -> None:
     import torch
 
-    from core.distill.data import load_dataset
     from core.distill.networks import seeded_network
     from core.distill.train import accuracy, make_optimizer, train_epoch
 
-    data = load_dataset(cfg.data)
+    data = cached_dataset(cfg.data)
     net = seeded_network(cfg.model, data.input_shape, data.num_classes, cfg.seed)
     opt, sched = make_optimizer(net, cfg.train)
     gen = torch.Generator().manual_seed(cfg.seed)

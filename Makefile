@@ -1,0 +1,31 @@
+# The two commands of the README. Each creates (or reuses) .venv and installs what it needs.
+#   make run    - the quickstart study on local Ray, all cores, MLflow in SQLite
+#   make test   - the whole test suite (CI runs exactly this)
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+DEPS_HASH := $(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(DEPS_HASH)
+STUDY ?= sweeps/quickstart.yaml
+
+.PHONY: run test setup clean-results
+
+run: $(STAMP)
+	$(VENV)/bin/ablab run $(STUDY) $(ARGS)
+
+test: $(STAMP)
+	RAY_AUTH_MODE=disabled $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+setup: $(STAMP)
+
+# pip's index warnings about this machine's local mirrors are noise: filtered out.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing ablab and its dependencies into $(VENV) (first time: a few minutes)"
+	@set -o pipefail; $(VENV)/bin/pip install -q --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
+	@set -o pipefail; $(VENV)/bin/pip install -q -c constraints.txt -e ".[dev]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+clean-results:
+	rm -rf ablab_results
