@@ -6,7 +6,7 @@ they hold only plain settings and build their clients in `setup()`.
 
 from __future__ import annotations
 
-import traceback
+import os
 from typing import Any
 
 from ablab import schedulers
@@ -36,18 +36,23 @@ def spec_of(trial) -> dict[str, Any]:
 
 
 def error_of(trial) -> str:
+    """The reason a trial failed, in one line (the last line of its exception)."""
+    text = None
     try:
-        err = trial.get_error()
+        # Ray writes the traceback to the driver's staging copy first (trial.error_file)
+        # and syncs it to storage later, where get_error() reads it.
+        if trial.error_file and os.path.exists(trial.error_file):
+            with open(trial.error_file) as f:
+                text = f.read()
+        else:
+            text = trial.get_error()
     except Exception:  # noqa: BLE001
-        err = None
-    if err is None:
-        return "unknown error"
-    text = "".join(traceback.format_exception_only(type(err), err)).strip()
-    # Ray wraps the trainable's exception; its last line is the reason a human wants.
-    cause = getattr(err, "cause", None) or err.__cause__
-    if cause is not None:
-        text = "".join(traceback.format_exception_only(type(cause), cause)).strip()
-    return text.splitlines()[-1] if text else repr(err)
+        pass
+    if not text:
+        return "unknown error (see the trial's error.txt in the tune/ folder)"
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    causes = [line for line in lines if not line.startswith(("File ", "^", "~", "Traceback", "Failure #")) and ": " in line]
+    return (causes[-1] if causes else lines[-1])[:2000]
 
 
 def outcome(trial) -> TrialState:

@@ -120,8 +120,11 @@ def cmd_run(args) -> int:
     print(f"report:  {out / 'report.md'}  (and report.html, plots)")
     print(f"mlflow:  ablab ui {prep.study.name}" + (f" --storage {prep.study.storage}" if prep.study.storage != "ablab_results" else "")
           + f"   ({prep.tracking_uri})")
-    if status != "finished":
+    if status == "interrupted":
         print(f"\nthe study is not finished; continue it with:  ablab run {args.file} --resume", file=sys.stderr)
+        return 1
+    if status == "failed":
+        print("\nsome trials failed (listed in the report); running the study again retries them", file=sys.stderr)
         return 1
     return 0
 

@@ -18,7 +18,7 @@ import yaml
 from ablab import __version__
 from ablab.errors import UserError
 from ablab.expand import TrialSpec, expand, fingerprint
-from ablab.records import StudyPaths, read_study_file, write_json_atomic
+from ablab.records import StudyPaths, TrialState, load_records, read_study_file, write_json_atomic
 from ablab.spec import Study, load_study
 from ablab.tracking import Tracker, git_commit, resolve_uri
 
@@ -98,7 +98,8 @@ def _trial_dirname(trial) -> str:
 
 
 def run(prep: Prepared, address: str | None = None, live: bool | None = None) -> str:
-    """Run (or continue) the study; returns the final status: finished | interrupted."""
+    """Run (or continue) the study; returns the final status: finished | failed | interrupted
+    (failed: every trial ended, some with an error)."""
     from ablab import trial as trial_api
     from ablab.callbacks import StudyCallback
     from ablab.progress import ProgressCallback
@@ -147,7 +148,10 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
         {"trainable": study.trainable, "stage_root": stage_root, "study_dir": str(paths.dir.resolve()),
          **t.to_json()} for t in prep.trials
     ])}
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    # Ray's own console output is replaced by ablab.progress; its warning about frequent
+    # experiment snapshots fires on every short trial that checkpoints each step.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if prep.resuming and Tuner.can_restore(str(paths.tune_dir)):
         tuner = Tuner.restore(str(paths.tune_dir), trainable=trainable, resume_errored=True, param_space=param_space)
         # Ray brings back the pickled callbacks; use this run's (the tracking URI may have moved).
@@ -178,12 +182,12 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
         tuner.fit()
     except KeyboardInterrupt:
         status = "interrupted"
-    from ablab.records import load_records
-
     records = load_records(paths)
     if not all(r.state.is_done for r in records):
         status = "interrupted"
-    tracker.end_parent(parent_id, "FINISHED" if status == "finished" else "KILLED")
-    if status == "finished":
+    elif any(r.state == TrialState.FAILED for r in records):
+        status = "failed"
+    tracker.end_parent(parent_id, "KILLED" if status == "interrupted" else "FINISHED")
+    if status != "interrupted":
         tracker.close_orphans(parent_id)
     return status

@@ -123,6 +123,12 @@ class Study(_Strict):
     storage: str = Field(default="ablab_results", description="folder (or URI) holding every study's results")
     checkpoint: Checkpointing = Field(default_factory=Checkpointing)
 
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _es_shorthand(cls, v: Any) -> Any:
+        # `early_stopping: none` (or --set early_stopping=none) is short for {type: none}
+        return {"type": v} if isinstance(v, str) else v
+
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, v: Any) -> Any:

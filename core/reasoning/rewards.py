@@ -91,9 +91,11 @@ class LearnedRM:
         self.model, self.tok, self.task, self.kind = model, tokenizer, task, kind
 
     @classmethod
-    def from_lm_dir(cls, lm_dir: str | Path, task: Task, kind: str, device="cpu") -> "LearnedRM":
+    def from_lm_dir(cls, lm_dir: str | Path, task: Task, kind: str, device="cpu", seed: int = 0) -> "LearnedRM":
+        """A verifier whose body is the causal LM in ``lm_dir`` (a new head if it has none)."""
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+        torch.manual_seed(seed)  # the new head's initialisation
         tok = AutoTokenizer.from_pretrained(lm_dir)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token

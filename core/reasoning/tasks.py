@@ -19,6 +19,7 @@ Final answers are compared with math-verify when it is installed, else numerical
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -216,51 +217,40 @@ class ArithTask:
             meta={"start": start, "ops": [list(o) for o in ops]},
         )
 
-    def problems(self, split: Split, n: int) -> list[Problem]:
-        """``n`` distinct problems of ``split``; splits never share a problem.
+    def split_of(self, start: int, ops: Sequence[tuple[str, int]]) -> str:
+        """The split a problem belongs to: a hash of the problem and the seed, so splits
+        never share a problem (pretrain 70%, train/val/test 10% each of the space)."""
+        h = hashlib.sha1(f"{self.cfg.seed}:{start}:{list(ops)}".encode()).digest()
+        u = int.from_bytes(h[:4], "big") / 2**32
+        return "pretrain" if u < 0.7 else "train" if u < 0.8 else "val" if u < 0.9 else "test"
 
-        Each split has its own random stream; a problem also drawn by an earlier split
-        (in the order pretrain < train < val < test, evaluated first) is skipped, by
-        checking the held-out splits' first 2,000 problems (the sizes used here are smaller).
-        """
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
-        held_out: set[tuple] = set()
-        for other in SPLITS[SPLITS.index(split) + 1 :]:
-            held_out |= self._keys(other, 2000)
-        rng = random.Random(f"{self.cfg.seed}-{split}")
-        out, seen = [], set()
-        while len(out) < n:
+    def _generate(self, split: str, stream: str, n: int | None):
+        rng = random.Random(f"{self.cfg.seed}-{split}-{stream}")
+        seen: set[tuple] = set()
+        misses, i = 0, 0
+        while n is None or i < n:
             start, ops = self._draw(rng)
             key = (start, tuple(ops))
-            if key in seen or key in held_out:
+            if self.split_of(start, ops) != split or (n is not None and key in seen):
+                misses += 1
+                if misses > 10_000 + 100 * (n or 0):
+                    raise ValueError(f"task {self.name} has too few distinct {split} problems "
+                                     f"for n={n}: raise digits or steps")
                 continue
             seen.add(key)
-            out.append(self.make_problem(start, ops, f"{split}-{len(out)}"))
-        return out
+            yield self.make_problem(start, ops, f"{split}-{stream}-{i}" if stream else f"{split}-{i}")
+            i += 1
 
-    def _keys(self, split: str, n: int) -> set[tuple]:
-        rng = random.Random(f"{self.cfg.seed}-{split}")
-        keys: set[tuple] = set()
-        for _ in range(n * 2):  # duplicates are rare; this bound keeps it finite
-            start, ops = self._draw(rng)
-            keys.add((start, tuple(ops)))
-            if len(keys) >= n:
-                break
-        return keys
+    def problems(self, split: Split, n: int) -> list[Problem]:
+        """``n`` distinct problems of ``split`` (deterministic given the config)."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+        return list(self._generate(split, "", n))
 
     def stream(self, seed: int):
-        """An endless stream of pretraining problems (split "pretrain", held-out splits
-        excluded), for training the zoo without a fixed dataset."""
-        held_out = set().union(*(self._keys(s, 2000) for s in ("train", "val", "test")))
-        rng = random.Random(f"{self.cfg.seed}-pretrain-stream-{seed}")
-        i = 0
-        while True:
-            start, ops = self._draw(rng)
-            if (start, tuple(ops)) in held_out:
-                continue
-            yield self.make_problem(start, ops, f"pretrain-{seed}-{i}")
-            i += 1
+        """An endless stream of "pretrain" problems (repeats possible), for training the
+        zoo without a fixed dataset."""
+        return self._generate("pretrain", f"stream{seed}", None)
 
     # checking -------------------------------------------------------------------------
     def prompt(self, problem: Problem) -> str:

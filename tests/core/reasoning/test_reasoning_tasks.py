@@ -39,7 +39,7 @@ def test_reversed_numbers_and_crafted_solutions():
 
 
 def test_splits_are_disjoint_and_deterministic():
-    task = ArithTask(ArithConfig(digits=1, steps=1))  # a small space: collisions are likely
+    task = ArithTask(ArithConfig(digits=1, steps=2))  # a small space: collisions are likely
     key = lambda p: (p.question, p.answer)  # noqa: E731
     train, val, test = (set(map(key, task.problems(s, 20))) for s in ("train", "val", "test"))
     assert not (train & val) and not (train & test) and not (val & test)
@@ -76,3 +76,8 @@ def test_gsm8k_bad_file_names_the_line(tmp_path):
         GSM8KTask.load_jsonl(bad)
     with pytest.raises(FileNotFoundError):
         GSM8KTask.load_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_too_small_a_problem_space_is_an_error():
+    with pytest.raises(ValueError, match="too few distinct"):
+        ArithTask(ArithConfig(digits=1, steps=1)).problems("test", 100)
