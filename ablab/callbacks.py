@@ -85,6 +85,20 @@ class StudyCallback(Callback):
         self._runtime["log"] = EventLog(StudyPaths(Path(self.storage), self.name))
         self._runtime["tracker"] = Tracker(self.tracking_uri, self.experiment, self.artifact_location)
         self._runtime["runs"] = {}
+        # Trials that ended in an earlier run of this study: Ray may restore them as
+        # unfinished (see ablab.trial._ended_before); they are not logged twice.
+        from ablab.records import fold_log
+
+        paths = StudyPaths(Path(self.storage), self.name)
+        ended = set()
+        for log in paths.trials_dir.glob("*.jsonl"):
+            rec = fold_log(log)
+            if rec is not None and rec.state in (TrialState.FINISHED, TrialState.STOPPED):
+                ended.add(rec.trial_id)
+        self._runtime["ended"] = ended
+
+    def _skip(self, trial) -> bool:
+        return trial.trial_id in self._runtime["ended"]
 
     @property
     def _log(self) -> EventLog:
@@ -103,26 +117,36 @@ class StudyCallback(Callback):
         return runs[trial.trial_id]
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if self._skip(trial):
+            return
         spec = spec_of(trial)
         public = {k: v for k, v in spec.items() if k not in ("trainable", "stage_root", "study_dir")}
         self._log.append(trial.trial_id, {"event": "start", "spec": public, "node": trial.node_ip})
         self._run_id(trial)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
+        if self._skip(trial):
+            return
         self._log.append(trial.trial_id, {"event": "retry", "error": error_of(trial)})
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self._skip(trial):
+            return
         metrics = metrics_of(result)
         step = int(result.get(STEP_KEY, result.get("training_iteration", 0)))
         self._log.append(trial.trial_id, {"event": "result", "step": step, "metrics": metrics})
         self._tracker.log_metrics(self._run_id(trial), metrics, step)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if self._skip(trial):
+            return
         state = outcome(trial)
         self._log.append(trial.trial_id, {"event": "end", "state": state.value})
         self._tracker.end_child(self._run_id(trial), state.value)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if self._skip(trial):
+            return
         error = error_of(trial)
         self._log.append(trial.trial_id, {"event": "end", "state": "failed", "error": error})
         self._tracker.end_child(self._run_id(trial), "failed", error)

@@ -141,13 +141,13 @@ def load_records(paths: StudyPaths) -> list[TrialRecord]:
     by_key: dict[str, TrialRecord] = {}
     if paths.trials_dir.exists():
         for log in sorted(paths.trials_dir.glob("*.jsonl")):
-            rec = _fold(log)
+            rec = fold_log(log)
             if rec is not None:
                 by_key[rec.spec.key] = rec
     return [by_key.get(s.key) or TrialRecord(trial_id="", spec=s) for s in specs]
 
 
-def _fold(log: Path) -> TrialRecord | None:
+def fold_log(log: Path) -> TrialRecord | None:
     rec: TrialRecord | None = None
     for line in log.read_text().splitlines():
         try:

@@ -117,7 +117,28 @@ def run(param: dict[str, Any]) -> None:
     from ablab import configs, registry
 
     spec = param["ablab"]
+    if _ended_before(spec["study_dir"]):
+        return
     module = registry.load(spec["trainable"])
     cfg = configs.build(module.Config, spec["config"])
     _current = TrialInfo(spec["key"], spec["variant"], spec["seed"], spec["stage_root"], spec["study_dir"])
     module.train(cfg)
+
+
+def _ended_before(study_dir: str) -> bool:
+    """True when this trial already ended in an earlier run of the study.
+
+    Ray snapshots its experiment state every few seconds; a driver killed between a
+    trial's end and the next snapshot restores that trial as unfinished. The study's own
+    event log (appended at once by the driver) knows better, so the trial is not re-run.
+    """
+    from ablab.ray_api import tune
+    from ablab.records import StudyPaths, TrialState, fold_log
+
+    try:
+        trial_id = tune.get_context().get_trial_id()
+    except Exception:  # noqa: BLE001 - not inside Tune
+        return False
+    log = StudyPaths(Path(study_dir).parent, Path(study_dir).name).trials_dir / f"{trial_id}.jsonl"
+    record = fold_log(log) if log.exists() else None
+    return record is not None and record.state in (TrialState.FINISHED, TrialState.STOPPED)

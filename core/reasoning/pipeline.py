@@ -1,0 +1,147 @@
+"""The compute-optimal sampling pipeline as stages, and the training paradigms.
+
+    zoo (WC, SE) --sample--> sample set --filter--> kept set --SFT--> student --evaluate-->
+
+Every stage is a plain function of its config and its inputs, writing to a directory, so
+that a caller (ablab's stage cache) can build each one once and share it. Nothing here
+knows about Ray or MLflow.
+
+Paradigms (Bansal et al. 2024), as (generator, student) of the two-model zoo:
+
+- ``knowledge_distillation``: the WC student learns from SE samples (student weaker than
+  the generator).
+- ``self_improvement``: the WC student learns from its own samples.
+- ``weak_to_strong``: the SE student learns from WC samples, drawn at the compute-matched
+  budget ``S_WC = round(P_SE / P_WC * S_SE)``.
+- ``weak_to_strong_removed``, the REMOVE ablation of weak-to-strong: *the same SE student,
+  the same training problems, the same filter, SFT recipe and sampling compute, but the
+  WC data replaced by the SE model's own samples at ``S_SE`` per problem* (so WC
+  contributes nothing; it is SE self-improvement at weak-to-strong's compute). The
+  difference between the two is what the weak model's cheaper, more numerous samples add.
+
+The "generator" and "student" are zoo roles; any HF causal-LM directory can stand in for
+either (``student_dir`` / ``generator_dir`` arguments).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+from core.reasoning.metrics import Judged, filter_metrics, judge, sample_set_metrics
+from core.reasoning.sampling import HFBackend, sampling_budget
+from core.reasoning.sft import Example
+from core.reasoning.tasks import Problem, Task
+
+PARADIGMS: dict[str, tuple[str, str]] = {  # name -> (generator role, student role)
+    "knowledge_distillation": ("se", "wc"),
+    "self_improvement": ("wc", "wc"),
+    "weak_to_strong": ("wc", "se"),
+    "weak_to_strong_removed": ("se", "se"),
+}
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the generators sample solutions to the training problems."""
+
+    n_problems: int = 200
+    """Training problems sampled (split "train")."""
+    s_se: int = 4
+    """Samples per problem of the SE model; WC's follow from ``match``."""
+    match: Literal["compute", "number"] = "compute"
+    """compute: S_WC = round(P_SE / P_WC * S_SE); number: S_WC = S_SE."""
+    temperature: float = 0.7
+    """Sampling temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling."""
+    max_new_tokens: int = 48
+    """Generation length."""
+    backend: Literal["hf"] = "hf"
+    """Sampling backend ("vllm" follows)."""
+    seed: int = 0
+    """Sampling seed."""
+
+
+def samples_per_problem(cfg: SamplingConfig, role: str, p_wc: int, p_se: int) -> int:
+    """S for ``role`` under ``cfg``'s budget (parameter counts of the zoo)."""
+    s_wc, s_se = sampling_budget(cfg.match, cfg.s_se, p_se, p_wc)
+    return {"wc": s_wc, "se": s_se}[role]
+
+
+def paradigm_roles(paradigm: str) -> tuple[str, str]:
+    if paradigm not in PARADIGMS:
+        raise ValueError(f"unknown paradigm {paradigm!r}; allowed: {', '.join(PARADIGMS)}")
+    return PARADIGMS[paradigm]
+
+
+# --------------------------------------------------------------------------------------
+# Sample sets
+
+
+@dataclass
+class SampleSet:
+    """Samples per problem with their exact judgements, and what drawing them cost."""
+
+    problems: list[Problem]
+    groups: list[list[Judged]]
+    tokens: int
+    seconds: float
+
+    def texts(self) -> list[list[str]]:
+        return [[s.text for s in g] for g in self.groups]
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with open(path / "samples.jsonl", "w") as f:
+            for p, g in zip(self.problems, self.groups):
+                f.write(json.dumps({"problem": asdict(p), "samples": [asdict(s) for s in g]}) + "\n")
+        (path / "meta.json").write_text(json.dumps({"tokens": self.tokens, "seconds": self.seconds}))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SampleSet":
+        path = Path(path)
+        problems, groups = [], []
+        for line in (path / "samples.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            problems.append(Problem(**row["problem"]))
+            groups.append([Judged(**{**s, "step_labels": None if s["step_labels"] is None
+                                     else tuple(s["step_labels"])}) for s in row["samples"]])
+        meta = json.loads((path / "meta.json").read_text())
+        return cls(problems, groups, meta["tokens"], meta["seconds"])
+
+
+def draw_samples(backend: HFBackend, task: Task, problems: Sequence[Problem], n: int,
+                 cfg: SamplingConfig) -> SampleSet:
+    """``n`` samples for each problem, judged exactly."""
+    t0, tok0 = time.perf_counter(), backend.tokens_generated
+    out = backend.sample([task.prompt(p) for p in problems], n=n, temperature=cfg.temperature,
+                         top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    groups = [judge(task, p, [s.text for s in g]) for p, g in zip(problems, out)]
+    return SampleSet(list(problems), groups, backend.tokens_generated - tok0, time.perf_counter() - t0)
+
+
+def sample_metrics(ss: SampleSet, ks: Sequence[int] | None = None, prefix: str = "data") -> dict[str, float]:
+    """Coverage/diversity at each k (default 1, 2, 4, ... up to S) and FPR of a sample set."""
+    n = max((len(g) for g in ss.groups), default=0)
+    if ks is None:
+        ks = sorted({min(2**i, n) for i in range(n.bit_length() + 1)} - {0})
+    m = sample_set_metrics(ss.groups, ks, prefix)
+    m[f"{prefix}/tokens"] = float(ss.tokens)
+    m[f"{prefix}/tokens_per_s"] = ss.tokens / ss.seconds if ss.seconds else float("nan")
+    return m
+
+
+def kept_examples(task: Task, ss: SampleSet, kept: Sequence[Sequence[bool]]) -> list[Example]:
+    """The SFT data: every kept sample as (prompt, sample text)."""
+    return [Example(task.prompt(p), s.text)
+            for p, g, ks in zip(ss.problems, ss.groups, kept) for s, k in zip(g, ks) if k]
+
+
+def kept_metrics(ss: SampleSet, kept: Sequence[Sequence[bool]]) -> dict[str, float]:
+    """Kept-set size, coverage, diversity, FPR, precision and recall (namespace filter/)."""
+    return filter_metrics(ss.groups, kept, prefix="filter")

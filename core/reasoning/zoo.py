@@ -1,0 +1,92 @@
+"""The WC/SE zoo: a weak-cheap and a strong-expensive tiny LM trained from scratch on the
+procedural task's gold solutions (loss on the solution only), saved as HF directories.
+
+Both models see the same stream of problems for the same number of steps: the gap in
+pass@1 comes from size alone (as WC and SE in Bansal et al. share a training recipe).
+The defaults are calibrated on this machine (see ``CALIBRATION`` below); ``build_zoo`` is
+what the stage cache calls, once per config.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from core.reasoning.models import TinyLMConfig, build_model, default_device, num_params, save_hf_dir
+from core.reasoning.sft import SFTConfig, SFTRunner, solution_examples
+from core.reasoning.tasks import ArithConfig, ArithTask
+from core.reasoning.tokenizer import build_char_tokenizer
+
+ROLES = ("wc", "se")
+
+
+@dataclass(frozen=True)
+class ZooConfig:
+    """Task, the two model shapes and their (shared) training recipe."""
+
+    task: ArithConfig = field(default_factory=ArithConfig)
+    """The procedural task both models learn (its defaults are the zoo's task)."""
+    wc: TinyLMConfig = field(default_factory=lambda: TinyLMConfig(d_model=64, n_layers=1))
+    """Weak-cheap model shape."""
+    se: TinyLMConfig = field(default_factory=lambda: TinyLMConfig(d_model=128, n_layers=4))
+    """Strong-expensive model shape (parameter ratio to WC >= 3)."""
+    train: SFTConfig = field(default_factory=lambda: SFTConfig(
+        lr=3e-3, warmup_steps=100, max_steps=1000, batch_size=64, eval_every=100))
+    """Training recipe of both models (gold solutions of the pretrain split)."""
+    val_size: int = 200
+    """Validation problems for the learning curves (and best-checkpoint selection)."""
+    seed: int = 0
+    """Initialisation and data order."""
+
+
+def train_zoo_model(cfg: ZooConfig, role: str, out_dir: str | Path, device=None, log=print) -> dict:
+    """Train one zoo model and save it to ``out_dir`` (a plain HF directory); its record."""
+    if role not in ROLES:
+        raise ValueError(f"unknown zoo role {role!r}; allowed: {', '.join(ROLES)}")
+    device = device or default_device()
+    tok = build_char_tokenizer()
+    task = ArithTask(cfg.task)
+    model = build_model(getattr(cfg, role), tok, seed=cfg.seed).to(device)
+    data = solution_examples(task, task.stream(cfg.seed))
+    runner = SFTRunner(model, tok, task, data, task.problems("val", cfg.val_size), cfg.train)
+    t0 = time.perf_counter()
+    for m in runner.train():
+        log(f"[zoo {role}] step {m['step']} loss {m['train/loss']:.4f} "
+            f"val pass@1 {m['val/pass@1']:.3f} ({m['time/train_s']:.0f}s)")
+    save_hf_dir(runner.best_model(), tok, out_dir)
+    return {"role": role, "params": num_params(model), "val/pass@1": runner.best,
+            "train_s": runner.train_seconds, "wall_s": time.perf_counter() - t0,
+            "curve": runner.history, "shape": asdict(getattr(cfg, role))}
+
+
+def build_zoo(cfg: ZooConfig, out_dir: str | Path, device=None, log=print) -> dict:
+    """Train WC then SE into ``out_dir/wc`` and ``out_dir/se``; ``out_dir/zoo.json`` holds
+    parameter counts, val pass@1 and learning curves."""
+    out_dir = Path(out_dir)
+    records = {role: train_zoo_model(cfg, role, out_dir / role, device, log) for role in ROLES}
+    ratio = records["se"]["params"] / records["wc"]["params"]
+    summary = {"param_ratio": ratio, "models": records, "config": asdict(cfg)}
+    (out_dir / "zoo.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def read_zoo(zoo_dir: str | Path) -> dict:
+    """The ``zoo.json`` of a built zoo."""
+    return json.loads((Path(zoo_dir) / "zoo.json").read_text())
+
+
+def _main() -> None:  # python -m core.reasoning.zoo OUT_DIR: build the default zoo
+    import sys
+
+    torch.set_num_threads(1)
+    summary = build_zoo(ZooConfig(), sys.argv[1])
+    for role, r in summary["models"].items():
+        print(f"{role}: {r['params']} params, val pass@1 {r['val/pass@1']:.3f}, {r['train_s']:.0f}s")
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,84 @@
+"""The driver killed with SIGKILL mid-study, then `ablab run` again: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ablab.records import TrialState, load_records
+
+from .helpers import mlflow_runs, study_paths
+
+pytestmark = pytest.mark.slow
+
+SWEEP = """
+name: killme
+trainable: synthetic
+base: {steps: 6, sleep_seconds: 0.4}
+ablations:
+  - part: quality
+    baseline: 0.9
+    replacements: [0.5, 0.7]
+seeds: 2
+metric: val/score
+mode: max
+"""
+
+
+def _ablab(*args: str, **kw) -> subprocess.Popen:
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    return subprocess.Popen(
+        [sys.executable, "-m", "ablab.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True, **kw,
+    )
+
+
+def _ended(paths) -> set[str]:
+    out = set()
+    for f in paths.trials_dir.glob("*.jsonl") if paths.trials_dir.exists() else []:
+        if any(json.loads(line).get("event") == "end" for line in f.read_text().splitlines() if line.strip()):
+            out.add(f.stem)
+    return out
+
+
+def test_sigkill_driver_then_resume(write_sweep):
+    sweep = write_sweep(SWEEP)
+    paths = study_paths(sweep, "killme")
+    proc = _ablab("run", str(sweep), "--no-live")
+    deadline = time.time() + 240
+    while len(_ended(paths)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read()
+    # SIGKILL the driver and everything it started (its own local Ray), nothing else
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    ended_before = _ended(paths)
+    assert 2 <= len(ended_before) < 6
+
+    _, _, children = mlflow_runs(paths)
+    assert any(c.info.status == "RUNNING" for c in children)  # the killed driver left them open
+
+    again = _ablab("run", str(sweep), "--no-live")
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    assert "continuing study 'killme'" in out
+
+    records = load_records(paths)
+    assert len(records) == 6 and all(r.state == TrialState.FINISHED for r in records)
+    assert all(r.steps == [1, 2, 3, 4, 5, 6] for r in records)
+    for tid in ended_before:  # finished trials were not run again
+        events = [json.loads(line) for line in (paths.trials_dir / f"{tid}.jsonl").read_text().splitlines()]
+        assert [e["event"] for e in events].count("start") == 1
+        assert [e["event"] for e in events].count("end") == 1
+
+    _, parents, children = mlflow_runs(paths)
+    assert len(parents) == 1
+    assert len(children) == 6 and len({c.data.tags["ablab.trial_key"] for c in children}) == 6
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert parents[0].info.status == "FINISHED"
