@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ class EventLog:
 
     def append(self, trial_id: str, event: dict[str, Any]) -> None:
         with open(self.dir / f"{trial_id}.jsonl", "a") as f:
-            f.write(json.dumps(event, default=str) + "\n")
+            f.write(json.dumps({**event, "t": round(time.time(), 3)}, default=str) + "\n")
             f.flush()
 
 

@@ -89,11 +89,24 @@ def build(paths: StudyPaths) -> Report:
                     vals = _values(by_arm[(ctx, v)], m)
                     s = summarize(vals)
                     if v == BASELINE:
-                        rows.append(Row(ctx, a.part, v, m, s, None, "baseline" if s.n else "no data"))
+                        verdict = "baseline" if s.n else _missing(records, ctx, v)
+                        rows.append(Row(ctx, a.part, v, m, s, None, verdict))
                         continue
                     c = compare(base_vals, vals)
-                    rows.append(Row(ctx, a.part, v, m, s, c, _verdict(c, s, len(base_vals), direction.get(m, study.mode))))
+                    verdict = _verdict(c, s, len(base_vals), direction.get(m, study.mode))
+                    if s.n == 0:
+                        verdict = _missing(records, ctx, v)
+                    rows.append(Row(ctx, a.part, v, m, s, c, verdict))
     return Report(study, records, rows)
+
+
+def _missing(records: list[TrialRecord], ctx: str, variant: str) -> str:
+    """Why an arm has no finished trial: e.g. 'stopped early 3/3'."""
+    arm = [r for r in records if r.spec.variant == variant and context_label(r.spec.context) == ctx]
+    counts = defaultdict(int)
+    for r in arm:
+        counts[r.state.value] += 1
+    return "; ".join(f"{'stopped early' if k == 'stopped' else k} {n}/{len(arm)}" for k, n in counts.items()) or "no data"
 
 
 def _part_of(records: list[TrialRecord], variant: str) -> str | None:
@@ -265,7 +278,7 @@ def plot(report: Report, out: Path) -> dict[str, list[str]]:
     # learning curves of the selection metric, one panel per grid point
     metric = report.study.metric
     contexts = list(dict.fromkeys(context_label(r.spec.context) for r in report.records))
-    fig, axes = plt.subplots(1, len(contexts), figsize=(5.5 * len(contexts), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(contexts), figsize=(max(7.5, 5.5 * len(contexts)), 4.2), squeeze=False)
     for ax, ctx in zip(axes[0], contexts):
         curves: dict[str, list[TrialRecord]] = defaultdict(list)
         for r in report.records:
@@ -282,7 +295,7 @@ def plot(report: Report, out: Path) -> dict[str, list[str]]:
         ax.set_xlabel("step")
         ax.set_ylabel(metric)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"learning curves of {metric} (mean over seeds; stopped trials included)")
+    fig.suptitle(f"{metric}: mean over seeds (stopped trials included)")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)

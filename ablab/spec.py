@@ -87,7 +87,15 @@ class Median(_Strict):
     min_samples_required: int = Field(default=3, gt=0)
 
 
-EarlyStopping = Annotated[Union[NoStopping, Asha, Median], Field(discriminator="type")]
+class Margin(_Strict):
+    """Stop only hopeless trials: those trailing the best at the same step by more than `margin`."""
+
+    type: Literal["margin"]
+    margin: float = Field(gt=0, description="how far behind the best (in metric units) is hopeless")
+    grace_period: int = Field(default=1, gt=0, description="steps before a trial may be stopped")
+
+
+EarlyStopping = Annotated[Union[NoStopping, Margin, Asha, Median], Field(discriminator="type")]
 
 
 class Tracking(_Strict):
@@ -272,7 +280,7 @@ def _user_error(exc: ValidationError, file: str | None) -> UserError:
     err = exc.errors(include_url=False)[0]
     loc = [str(p) for p in err["loc"]]
     # pydantic puts the union member's tag in the path (early_stopping.asha.max_t): drop it
-    if len(loc) >= 2 and loc[0] == "early_stopping" and loc[1] in {"none", "asha", "median"}:
+    if len(loc) >= 2 and loc[0] == "early_stopping" and loc[1] in {"none", "margin", "asha", "median"}:
         loc.pop(1)
     key = _loc_to_key(loc)
     kind = err["type"]
@@ -296,7 +304,7 @@ def _user_error(exc: ValidationError, file: str | None) -> UserError:
         key = f"{key}.type" if key else "type"
     elif kind == "union_tag_not_found":
         msg = "needs a `type`"
-        allowed = ["none", "asha", "median"]
+        allowed = ["none", "margin", "asha", "median"]
         value = ...
     elif kind.startswith("value_error"):
         msg = msg.removeprefix("Value error, ")

@@ -7,7 +7,9 @@ ONE transform drawn from the strategy, with parameters drawn per sample:
 - color:  brightness + U(-0.5, 0.5); saturation x U(0, 2) around the channel mean;
           contrast x U(0.5, 1.5) around the sample mean.
 - crop:   translation by up to 1/8 of each side (zero padding), whole pixels.
-- cutout: a zeroed square (segment in 1D) of half the side, at a random centre.
+- cutout: a zeroed square of half the side at a random centre (2D); in 1D a zeroed segment
+          of a quarter of the length (half of a 40-sample MNIST-1D signal often erases the
+          whole digit pattern).
 - flip:   horizontal flip with probability 1/2 (2D only).
 - scale:  each axis stretched by U(1/1.2, 1.2) (bilinear resampling).
 - rotate: up to +-15 degrees (2D only).
@@ -119,8 +121,10 @@ class DiffAugment:
     def _cutout(self, x: torch.Tensor, p: Params) -> torch.Tensor:
         n, _, h, w = x.shape
         centre = p["centre"]
+        ratio = 0.25 if self.spatial_dims == 1 else 0.5
+
         def keep(size: int, col: int) -> torch.Tensor:  # (N, size): False inside the hole
-            half = int(size * 0.5 + 0.5) / 2
+            half = int(size * ratio + 0.5) / 2
             pos = torch.arange(size, device=x.device)[None].float()
             c = (centre[:, col] * size).floor()[:, None]
             return (pos - c).abs() >= half

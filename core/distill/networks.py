@@ -137,9 +137,7 @@ class _Builder:
         if min(self.size) < 2:
             return nn.Identity()
         self.size = [s // 2 for s in self.size]
-        if self.d == 1:
-            return nn.AvgPool1d(2) if kind == "avg" else nn.MaxPool1d(2)
-        return nn.AvgPool2d(2) if kind == "avg" else nn.MaxPool2d(2)
+        return Pool2(kind, self.d)
 
     def flat_dim(self) -> int:
         n = self.channels
@@ -210,6 +208,32 @@ class _Builder:
                 self.conv_cls(c_in, c_out, 1, stride=stride, bias=False), self.norm(c_out)
             )
         return _BasicBlock(nn.Sequential(conv1, norm1, act1, conv2, norm2), shortcut, self.act())
+
+
+class Pool2(nn.Module):
+    """Average or max pooling by 2 (floor), as a reshape and a reduction.
+
+    The same result as nn.AvgPool{1,2}d(2) / nn.MaxPool{1,2}d(2), about twice as fast on CPU
+    (those go through the generic 2D pooling kernels), and plain tensor ops under vmap.
+    """
+
+    def __init__(self, kind: Literal["avg", "max"], dims: int):
+        super().__init__()
+        self.kind, self.dims = kind, dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dims == 1:
+            n, c, length = x.shape
+            x = x[..., : length // 2 * 2].reshape(n, c, length // 2, 2)  # (N, C, L/2, 2)
+            red = (-1,)
+        else:
+            n, c, h, w = x.shape
+            x = x[..., : h // 2 * 2, : w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2)  # (N, C, H/2, 2, W/2, 2)
+            red = (3, 5)
+        return x.mean(red) if self.kind == "avg" else x.amax(red)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, {self.dims}d"
 
 
 class _BasicBlock(nn.Module):

@@ -145,3 +145,32 @@ def kept_examples(task: Task, ss: SampleSet, kept: Sequence[Sequence[bool]]) -> 
 def kept_metrics(ss: SampleSet, kept: Sequence[Sequence[bool]]) -> dict[str, float]:
     """Kept-set size, coverage, diversity, FPR, precision and recall (namespace filter/)."""
     return filter_metrics(ss.groups, kept, prefix="filter")
+
+
+# --------------------------------------------------------------------------------------
+# Stage builders: each writes one directory from its config and its input directories.
+
+
+def build_samples(model_dir: str | Path, task: Task, n_per_problem: int, cfg: SamplingConfig,
+                  out_dir: str | Path, device=None) -> SampleSet:
+    """Sample ``n_per_problem`` solutions of each of the first ``cfg.n_problems`` train
+    problems from the model in ``model_dir``; save to ``out_dir``."""
+    if cfg.backend != "hf":
+        raise ValueError(f"unknown sampling backend {cfg.backend!r}; allowed: hf")
+    backend = HFBackend.from_dir(model_dir, device=device)
+    ss = draw_samples(backend, task, task.problems("train", cfg.n_problems), n_per_problem, cfg)
+    ss.save(out_dir)
+    return ss
+
+
+def build_reward_model(base_dir: str | Path, task: Task, samples: SampleSet, kind: str,
+                       cfg, out_dir: str | Path, device="cpu"):
+    """Train an ORM or a learned PRM (body from ``base_dir``) on ``samples``; save it."""
+    from core.reasoning.rewards import LearnedRM
+
+    rm = LearnedRM.from_lm_dir(base_dir, task, kind, device=device, seed=cfg.seed)
+    flat_p = [p for p, g in zip(samples.problems, samples.groups) for _ in g]
+    flat_t = [s.text for g in samples.groups for s in g]
+    rm.fit(flat_p, flat_t, cfg)
+    rm.save(out_dir)
+    return rm

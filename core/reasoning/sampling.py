@@ -15,6 +15,7 @@ replace parameter counts when the latter are unknown (an API model).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,10 +145,11 @@ def make_backend(name: str, model_dir: str | Path, **kwargs) -> SamplingBackend:
 
 def compute_matched_samples(s_se: int, cost_se: float, cost_wc: float) -> int:
     """``S_WC = round(cost_SE / cost_WC * S_SE)``: cost is the parameter count (FLOPs per
-    token are ~2P) or the price per token."""
+    token are ~2P) or the price per token. Rounded half up (not Python's half-to-even),
+    with a tolerance for float noise such as 0.15 / 0.10 = 1.4999999999999998."""
     if s_se < 0 or cost_se <= 0 or cost_wc <= 0:
         raise ValueError(f"need s_se >= 0 and positive costs, got {s_se}, {cost_se}, {cost_wc}")
-    return max(1, round(cost_se / cost_wc * s_se)) if s_se else 0
+    return max(1, math.floor(cost_se / cost_wc * s_se + 0.5 + 1e-9)) if s_se else 0
 
 
 def sampling_budget(

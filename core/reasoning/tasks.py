@@ -233,11 +233,12 @@ class ArithTask:
             key = (start, tuple(ops))
             if self.split_of(start, ops) != split or (n is not None and key in seen):
                 misses += 1
-                if misses > 10_000 + 100 * (n or 0):
+                if misses > 10_000:
                     raise ValueError(f"task {self.name} has too few distinct {split} problems "
                                      f"for n={n}: raise digits or steps")
                 continue
             seen.add(key)
+            misses = 0  # the limit is on consecutive misses
             yield self.make_problem(start, ops, f"{split}-{stream}-{i}" if stream else f"{split}-{i}")
             i += 1
 

@@ -81,3 +81,21 @@ def test_gsm8k_bad_file_names_the_line(tmp_path):
 def test_too_small_a_problem_space_is_an_error():
     with pytest.raises(ValueError, match="too few distinct"):
         ArithTask(ArithConfig(digits=1, steps=1)).problems("test", 100)
+
+
+def test_reasoning_gym_by_name_uses_its_scorer():
+    pytest.importorskip("reasoning_gym")
+    from core.reasoning.tasks import ReasoningGymTask
+
+    task = ReasoningGymTask("basic_arithmetic", seed=1)
+    probs = task.problems("test", 3)
+    assert len(probs) == 3 and probs != task.problems("train", 3)
+    for p in probs:
+        assert task.is_correct(p, f"work\n#### {p.answer}")
+        assert not task.is_correct(p, "#### 123456789.5")
+
+
+def test_math_verify_compares_non_numeric_answers():
+    pytest.importorskip("math_verify")
+    assert answers_match("\\frac{1}{2}", "0.5") and answers_match("1/2", "0.5")
+    assert not answers_match("\\frac{1}{3}", "0.5")

@@ -1,0 +1,120 @@
+"""ablab's scheduling overhead against a plain loop and multiprocessing.Pool, side by side.
+
+Eight trials of fixed CPU work (the `synthetic` trainable's busy loop, about 20 s each
+by default) on all cores:
+  - sequential: the work in a plain loop, one after another;
+  - pool:       multiprocessing.Pool(cores) over the same work;
+  - ablab:      `ablab run` on a study of the same 8 trials (local Ray, MLflow SQLite),
+                timed from the command's start, so Ray's and MLflow's start-up count.
+efficiency = sum of per-trial compute time / (wall time x concurrency).
+
+    .venv/bin/python benchmarks/overhead.py            # ~20 s per trial
+    .venv/bin/python benchmarks/overhead.py --seconds 3   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from trainables.synthetic import burn  # noqa: E402 - the same busy loop the trainable runs
+
+STEPS = 10
+
+
+def one_trial(units_per_step: int) -> float:
+    """A trial's work done outside ablab: returns its CPU time."""
+    t0 = time.process_time()
+    for _ in range(STEPS):
+        burn(units_per_step)
+    return time.process_time() - t0
+
+
+def calibrate(seconds: float) -> int:
+    t0 = time.process_time()
+    burn(20)
+    per_unit = (time.process_time() - t0) / 20
+    return max(1, round(seconds / STEPS / per_unit))
+
+
+def run_ablab(units: int, trials: int, cores: int) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="ablab-bench-"))
+    sweep = tmp / "overhead.yaml"
+    sweep.write_text(f"""
+name: overhead
+trainable: synthetic
+base: {{steps: {STEPS}, work: {units}}}
+grid: {{quality: {[round(0.5 + 0.05 * i, 2) for i in range(trials)]}}}
+seeds: 1
+metric: val/score
+mode: max
+storage: {tmp / 'results'}
+""")
+    env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "disabled"))
+    start = time.time()
+    subprocess.run([sys.executable, "-m", "ablab.cli", "run", str(sweep), "--no-live"], check=True, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.time() - start
+    compute, first_start = 0.0, float("inf")
+    for log in (tmp / "results/overhead/trials").glob("*.jsonl"):
+        for line in log.read_text().splitlines():
+            e = json.loads(line)
+            if e["event"] == "start":
+                first_start = min(first_start, e["t"])
+            if e["event"] == "result":
+                compute += e["metrics"]["time/work_s"]
+    return {"wall": wall, "compute": compute, "to_first_trial": first_start - start}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=20.0, help="CPU seconds per trial")
+    ap.add_argument("--trials", type=int, default=8)
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    units = calibrate(args.seconds)
+
+    t0 = time.time()
+    seq = [one_trial(units) for _ in range(args.trials)]
+    seq_wall = time.time() - t0
+
+    t0 = time.time()
+    with mp.Pool(cores) as pool:
+        par = pool.map(one_trial, [units] * args.trials)
+    pool_wall = time.time() - t0
+
+    ab = run_ablab(units, args.trials, cores)
+
+    rows = [
+        ("sequential loop", seq_wall, sum(seq), 1),
+        (f"multiprocessing.Pool({cores})", pool_wall, sum(par), cores),
+        ("ablab run (local Ray + MLflow)", ab["wall"], ab["compute"], cores),
+    ]
+    pool_eff = sum(par) / (pool_wall * cores)
+    print(f"machine: {platform.processor() or platform.machine()}, {cores} cores; "
+          f"{args.trials} trials x ~{args.seconds:g} s CPU; command: python benchmarks/overhead.py --seconds {args.seconds:g}")
+    print()
+    print("| runner | wall (s) | sum of trial CPU (s) | efficiency | vs Pool |")
+    print("|---|---|---|---|---|")
+    for name, wall, compute, conc in rows:
+        eff = compute / (wall * conc)
+        print(f"| {name} | {wall:.1f} | {compute:.1f} | {eff:.1%} | {eff / pool_eff:.2f}x |")
+    overhead = (ab["wall"] * cores - ab["compute"]) / args.trials
+    print()
+    print(f"ablab per-trial overhead: {overhead:.2f} s of core time per trial "
+          f"((wall x cores - compute) / trials); `ablab run` to first trial start: {ab['to_first_trial']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
