@@ -7,6 +7,7 @@ they hold only plain settings and build their clients in `setup()`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from ablab import schedulers
@@ -78,8 +79,6 @@ class StudyCallback(Callback):
         return state
 
     def setup(self, **info):
-        from pathlib import Path
-
         from ablab.tracking import Tracker
 
         self._runtime["log"] = EventLog(StudyPaths(Path(self.storage), self.name))
@@ -142,11 +141,24 @@ class StudyCallback(Callback):
             return
         state = outcome(trial)
         self._log.append(trial.trial_id, {"event": "end", "state": state.value})
+        self._log_artifacts(trial)
         self._tracker.end_child(self._run_id(trial), state.value)
+
+    def _log_artifacts(self, trial) -> None:
+        """Files the trial wrote to `trial.artifact_dir()`, logged from the driver."""
+        from ablab.trial import safe_name
+
+        folder = StudyPaths(Path(self.storage), self.name).dir / "artifacts" / safe_name(spec_of(trial)["key"])
+        if folder.is_dir() and any(folder.iterdir()):
+            try:
+                self._tracker.client.log_artifacts(self._run_id(trial), str(folder))
+            except Exception as exc:  # noqa: BLE001 - a picture must not fail the study
+                print(f"could not log artifacts of {spec_of(trial)['key']} to MLflow: {exc}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self._skip(trial):
             return
         error = error_of(trial)
         self._log.append(trial.trial_id, {"event": "end", "state": "failed", "error": error})
+        self._log_artifacts(trial)
         self._tracker.end_child(self._run_id(trial), "failed", error)

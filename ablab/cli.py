@@ -61,18 +61,18 @@ def _parser() -> argparse.ArgumentParser:
     rep = add("report", "write report.md, report.html, report.json and plots for a study")
     rep.add_argument("study", help="study name (or its folder)")
     rep.add_argument("--out", default=None, help="output folder (default: <study>/report)")
-    rep.add_argument("--storage", default="ablab_results", help=storage_help)
+    rep.add_argument("--storage", default=os.environ.get("ABLAB_STORAGE", "ablab_results"), help=storage_help)
 
     st = add("status", "trial counts and the state of each trial of a study")
     st.add_argument("study")
-    st.add_argument("--storage", default="ablab_results", help=storage_help)
+    st.add_argument("--storage", default=os.environ.get("ABLAB_STORAGE", "ablab_results"), help=storage_help)
 
     ls = add("list", "list the studies in a storage folder")
-    ls.add_argument("--storage", default="ablab_results", help=storage_help)
+    ls.add_argument("--storage", default=os.environ.get("ABLAB_STORAGE", "ablab_results"), help=storage_help)
 
     ui = add("ui", "open the MLflow UI for a study's tracking store, on 127.0.0.1")
     ui.add_argument("study")
-    ui.add_argument("--storage", default="ablab_results", help=storage_help)
+    ui.add_argument("--storage", default=os.environ.get("ABLAB_STORAGE", "ablab_results"), help=storage_help)
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1, this machine only)")
     return p

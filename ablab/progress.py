@@ -17,7 +17,9 @@ from ablab.ray_api import Callback
 
 
 class ProgressCallback(Callback):
-    def __init__(self, name: str, metric: str, mode: str, total: int, live: bool | None = None):
+    def __init__(self, name: str, metric: str, mode: str, total: int, live: bool | None = None,
+                 storage: str | None = None):
+        self.storage = storage
         self.name = name
         self.metric = metric
         self.mode = mode
@@ -40,13 +42,34 @@ class ProgressCallback(Callback):
             console=console, start=time.time(), state={}, last={}, rows={},
             last_line=0.0, live=None,
         )
+        self._seed_from_earlier_runs()
         if live:
             from rich.live import Live
 
             self._rt["live"] = Live(self._table(), console=console, refresh_per_second=2, transient=False)
             self._rt["live"].start()
 
+    def _seed_from_earlier_runs(self) -> None:
+        """A continued study shows the trials that ended before, too."""
+        if not self.storage:
+            return
+        from pathlib import Path
+
+        from ablab.records import StudyPaths, fold_log
+
+        for log in StudyPaths(Path(self.storage), self.name).trials_dir.glob("*.jsonl"):
+            rec = fold_log(log)
+            if rec is None or not rec.state.is_done:
+                continue
+            self._rt["state"][rec.trial_id] = rec.state.value
+            self._rt["rows"][rec.trial_id] = (context_label(rec.spec.context), rec.spec.variant)
+            value = rec.final(self.metric)
+            if value is not None:
+                self._rt["last"][rec.trial_id] = value
+
     def _set(self, trial, state: str) -> None:
+        if self._rt["state"].get(trial.trial_id) in ("finished", "stopped") and state == "running":
+            return  # ended in an earlier run; Ray restored it as unfinished (see ablab.trial)
         spec = spec_of(trial)
         self._rt["state"][trial.trial_id] = state
         self._rt["rows"][trial.trial_id] = (context_label(spec["context"]), spec["variant"])
@@ -60,6 +83,8 @@ class ProgressCallback(Callback):
             self._rt["last"][trial.trial_id] = value
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if self._rt["state"].get(trial.trial_id) in ("finished", "stopped"):
+            return
         state = outcome(trial).value
         self._set(trial, state)
         self._line(f"{state:8s} {spec_of(trial)['key']}  {self.metric}={self._fmt(self._rt['last'].get(trial.trial_id))}")
@@ -120,9 +145,10 @@ class ProgressCallback(Callback):
         )
 
     def _table(self):
+        from rich.console import Group
         from rich.table import Table
 
-        table = Table(title=self._summary(), title_justify="left", expand=False)
+        table = Table(expand=False)
         for col in ("context", "variant", "running", "finished", "stopped", "failed", f"{self.metric} (mean)"):
             table.add_column(col, justify="right" if col not in ("context", "variant") else "left")
         groups: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -136,6 +162,6 @@ class ProgressCallback(Callback):
                 ctx, variant, *(str(states.count(s)) for s in ("running", "finished", "stopped", "failed")),
                 self._fmt(mean),
             )
-        return table
+        return Group(self._summary(), table)
 
 

@@ -140,7 +140,7 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
     callbacks = [
         StudyCallback(storage, study.name, prep.tracking_uri, tracker.experiment_name,
                       paths.mlflow_artifacts.resolve().as_uri(), parent_id),
-        ProgressCallback(study.name, study.metric, study.mode, len(prep.trials), live=live),
+        ProgressCallback(study.name, study.metric, study.mode, len(prep.trials), live=live, storage=storage),
     ]
     trainable = tune.with_resources(trial_api.run, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     stage_root = str(paths.stages_dir.resolve())

@@ -7,6 +7,7 @@ against the trainable's own config dataclass in `ablab.expand`, before anything 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -128,7 +129,11 @@ class Study(_Strict):
     max_failures: int = Field(default=2, ge=0)
     early_stopping: EarlyStopping = Field(default_factory=lambda: NoStopping(type="none"))
     tracking: Tracking = Field(default_factory=Tracking)
-    storage: str = Field(default="ablab_results", description="folder (or URI) holding every study's results")
+    storage: str = Field(
+        default_factory=lambda: os.environ.get("ABLAB_STORAGE", "ablab_results"),
+        description="folder holding every study's results; default: $ABLAB_STORAGE, else ./ablab_results "
+        "(on a cluster, a path every node shares)",
+    )
     checkpoint: Checkpointing = Field(default_factory=Checkpointing)
 
     @field_validator("early_stopping", mode="before")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Literal, Protocol, Sequence
 
 import torch
 
@@ -64,6 +64,13 @@ class RMConfig:
     """Optimiser steps."""
     batch_size: int = 32
     """Samples per step."""
+    base: Literal["wc", "se"] = "wc"
+    """Zoo model whose body the verifier starts from (the cheap one by default)."""
+    n_problems: int = 100
+    """Problems (split "pretrain", disjoint from the filtered train problems) whose
+    generator samples train the verifier: it never scores samples it was trained on."""
+    samples_per_problem: int = 8
+    """Generator samples per verifier-training problem."""
     seed: int = 0
     """Data order and head initialisation."""
 

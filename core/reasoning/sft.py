@@ -117,8 +117,6 @@ class SFTRunner:
         self.device = next(model.parameters()).device
         self.finite = isinstance(data, Sequence)
         self.data = list(data) if self.finite else iter(data)
-        if self.finite and not self.data:
-            raise ValueError("SFT needs at least one training example (the filter kept none)")
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
         self.opt = torch.optim.AdamW(
@@ -159,6 +157,8 @@ class SFTRunner:
         ``{"step", "train/loss", "val/pass@1", "val/best_pass@1", "time/train_s"}`` at each
         evaluation."""
         c = self.cfg
+        if self.finite and not self.data and not self.done:
+            raise ValueError("SFT needs at least one training example (the filter kept none)")
         torch.manual_seed(c.seed + self.step)
         losses: list[float] = []
         while not self.done:

@@ -1,0 +1,196 @@
+"""One experiment of the compute-optimal sampling study, top to bottom:
+
+1. zoo        WC and SE trained from scratch (shared stage)
+2. samples    the paradigm's generator samples the train problems at its budget (shared)
+3. verifier   ORM / learned PRM, when the filter needs one (shared)
+4. filter     final_answer | process | orm | none -> the kept set
+5. SFT        the paradigm's student, from its zoo checkpoint, on the kept set,
+              early stopping on val pass@1
+6. evaluate   best student on the test split: pass@1 (greedy, sampled), maj@k
+
+:func:`run` is a generator: it yields ``(step, metrics, state)`` after the data stages
+(step 0) and at every SFT evaluation, and last the test metrics; ``state`` resumes it.
+Shared stages come from a ``stage(name, config, build)`` function supplied by the caller
+(ablab's content-addressed stage cache; :func:`local_stage` for notebooks and tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Literal
+
+import torch
+
+from core.reasoning.evaluate import EvalConfig, evaluate
+from core.reasoning.filters import FilterConfig, apply_filter
+from core.reasoning.models import default_device, load_causal_lm
+from core.reasoning.pipeline import (
+    SampleSet, SamplingConfig, build_reward_model, build_samples, kept_examples, kept_metrics,
+    paradigm_roles, sample_metrics, samples_per_problem,
+)
+from core.reasoning.rewards import ExactStepPRM, LearnedRM, RMConfig
+from core.reasoning.sampling import HFBackend
+from core.reasoning.sft import SFTConfig, SFTRunner
+from core.reasoning.tasks import ArithTask
+from core.reasoning.zoo import ZooConfig, build_zoo, read_zoo
+
+Stage = Callable[[str, object, Callable[[Path], None]], Path]
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one trial needs; defaults are the baseline of the filtering study."""
+
+    paradigm: Literal["knowledge_distillation", "self_improvement", "weak_to_strong",
+                      "weak_to_strong_removed"] = "weak_to_strong"
+    """Who generates and who learns (see core.reasoning.pipeline)."""
+    zoo: ZooConfig = field(default_factory=ZooConfig)
+    """The WC/SE zoo (and the task)."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """Sampling of the training problems."""
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    """The filter applied to the samples."""
+    rm: RMConfig = field(default_factory=RMConfig)
+    """Verifier training (orm filter, or process filter with prm=learned)."""
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(
+        lr=5e-4, warmup_steps=20, max_steps=300, batch_size=32, eval_every=50, patience=3))
+    """Student fine-tuning (from its zoo checkpoint, so a lower LR than the zoo's)."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Held-out evaluation of the best student."""
+    val_size: int = 100
+    """Validation problems for early stopping."""
+    seed: int = 0
+    """Seeds sampling, verifier and SFT (the zoo keeps its own seed: it is shared)."""
+
+
+def config_hash(obj) -> str:
+    """A stable hash of a (nested) dataclass / JSON-able config."""
+    data = asdict(obj) if is_dataclass(obj) else obj
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def local_stage(root: str | Path) -> Stage:
+    """A content-addressed stage cache in ``root`` for use without ablab (one process)."""
+    root = Path(root)
+
+    def stage(name: str, config, build: Callable[[Path], None]) -> Path:
+        path = root / f"{name}-{config_hash(config)}"
+        if not path.exists():
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=root))  # build aside, then rename: never half-built
+            build(tmp)
+            if path.exists():
+                shutil.rmtree(tmp)
+            else:
+                os.replace(tmp, path)
+        return path
+
+    return stage
+
+
+def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
+        device=None, log=print) -> Iterator[tuple[int, dict[str, float], dict]]:
+    device = device or default_device()
+    task = ArithTask(cfg.zoo.task)
+    gen, student = paradigm_roles(cfg.paradigm)
+    sampling = _with_seed(cfg.sampling, cfg.seed)
+
+    # 1-2. zoo and samples (shared stages) ----------------------------------------------
+    zoo_dir = stage("zoo", cfg.zoo, lambda p: build_zoo(cfg.zoo, p, device, log))
+    params = {r: m["params"] for r, m in read_zoo(zoo_dir)["models"].items()}
+    n = samples_per_problem(sampling, gen, params["wc"], params["se"])
+    samples_dir = stage(
+        "samples", {"zoo": asdict(cfg.zoo), "generator": gen, "n": n, "sampling": asdict(sampling)},
+        lambda p: build_samples(zoo_dir / gen, task, n, sampling, p, device))
+    ss = SampleSet.load(samples_dir)
+
+    # 3-4. verifier and filter ----------------------------------------------------------
+    prm = orm = None
+    f = cfg.filter
+    if f.filter == "process":
+        prm = ExactStepPRM(task) if f.prm == "exact" else _verifier(cfg, "prm", gen, n, zoo_dir, task, stage, device)
+    elif f.filter == "orm":
+        orm = _verifier(cfg, "orm", gen, n, zoo_dir, task, stage, device)
+    kept = apply_filter(f, task, ss.problems, ss.texts(), prm=prm, orm=orm)
+    data = {**sample_metrics(ss), **kept_metrics(ss, kept), "data/samples_per_problem": float(n)}
+    examples = kept_examples(task, ss, kept)
+
+    # 5. SFT of the student, resumable ----------------------------------------------------
+    model, tok = load_causal_lm(zoo_dir / student, device=device)
+    val = task.problems("val", cfg.val_size)
+    runner = SFTRunner(model, tok, task, examples, val, _with_seed(cfg.sft, cfg.seed))
+    if state is not None:
+        runner.load_state_dict(state)
+    else:
+        base = {"val/pass@1": _val_pass1(runner)}
+        yield 0, {**data, **base, "val/best_pass@1": base["val/pass@1"]}, runner.state_dict()
+    if not examples:
+        log("[experiment] the filter kept nothing: the student is its zoo checkpoint")
+        runner.done = True
+    for m in runner.train():
+        yield m["step"], {k: v for k, v in m.items() if k != "step"}, runner.state_dict()
+
+    # 6. test evaluation of the best student -------------------------------------------------
+    best = runner.best_model()
+    test = evaluate(HFBackend(best, tok), task, task.problems("test", cfg.eval.n_problems),
+                    _with_seed(cfg.eval, cfg.seed))
+    yield runner.step + 1, {**data, **test, "val/best_pass@1": max(runner.best, 0.0)}, runner.state_dict()
+
+
+def _val_pass1(runner: SFTRunner) -> float:
+    """The student before fine-tuning (the zoo checkpoint) is the first 'best' model."""
+    from core.reasoning.sft import pass_at_1_greedy
+
+    acc = pass_at_1_greedy(runner.model, runner.tok, runner.task, runner.val_problems,
+                           runner.cfg.max_new_tokens)
+    runner.best = acc
+    runner.best_state = {k: v.detach().clone() for k, v in runner.model.state_dict().items()}
+    return acc
+
+
+def _verifier(cfg: ExperimentConfig, kind: str, gen: str, n: int, zoo_dir: Path, task,
+              stage: Stage, device) -> LearnedRM:
+    """A verifier trained on the generator's samples of separate (pretrain) problems."""
+    rm_cfg = _with_seed(cfg.rm, cfg.seed)
+    key = {"zoo": asdict(cfg.zoo), "generator": gen, "kind": kind, "rm": asdict(rm_cfg),
+           "sampling": asdict(cfg.sampling)}
+
+    def build(path: Path) -> None:
+        samp = _with_seed(cfg.sampling, rm_cfg.seed)
+        from core.reasoning.pipeline import draw_samples
+
+        backend = HFBackend.from_dir(zoo_dir / gen, device=device)
+        ss = draw_samples(backend, task, task.problems("pretrain", rm_cfg.n_problems),
+                          rm_cfg.samples_per_problem, samp)
+        build_reward_model(zoo_dir / rm_cfg.base, task, ss, kind, rm_cfg, path, device=device)
+
+    rm_dir = stage(kind, key, build)
+    rm = LearnedRM.from_lm_dir(rm_dir, task, kind, device=device)
+    return rm
+
+
+def _with_seed(c, seed: int):
+    from dataclasses import replace
+
+    return replace(c, seed=seed)
+
+
+def _main() -> None:  # python -m core.reasoning.experiment CACHE_DIR [filter] [paradigm]
+    import sys
+
+    torch.set_num_threads(1)
+    filt = sys.argv[2] if len(sys.argv) > 2 else "final_answer"
+    paradigm = sys.argv[3] if len(sys.argv) > 3 else "weak_to_strong"
+    cfg = ExperimentConfig(paradigm=paradigm, filter=FilterConfig(filter=filt))
+    for step, m, _ in run(cfg, local_stage(sys.argv[1])):
+        print(step, json.dumps({k: round(v, 4) for k, v in m.items()}), flush=True)
+
+
+if __name__ == "__main__":
+    _main()
