@@ -113,9 +113,9 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
     # 3-4. verifier and filter ----------------------------------------------------------
     prm = orm = None
     f = cfg.filter
-    if f.filter == "process":
+    if f.method == "process":
         prm = ExactStepPRM(task) if f.prm == "exact" else _verifier(cfg, "prm", gen, n, zoo_dir, task, stage, device)
-    elif f.filter == "orm":
+    elif f.method == "orm":
         orm = _verifier(cfg, "orm", gen, n, zoo_dir, task, stage, device)
     kept = apply_filter(f, task, ss.problems, ss.texts(), prm=prm, orm=orm)
     data = {**sample_metrics(ss), **kept_metrics(ss, kept), "data/samples_per_problem": float(n)}
@@ -187,7 +187,7 @@ def _main() -> None:  # python -m core.reasoning.experiment CACHE_DIR [filter] [
     torch.set_num_threads(1)
     filt = sys.argv[2] if len(sys.argv) > 2 else "final_answer"
     paradigm = sys.argv[3] if len(sys.argv) > 3 else "weak_to_strong"
-    cfg = ExperimentConfig(paradigm=paradigm, filter=FilterConfig(filter=filt))
+    cfg = ExperimentConfig(paradigm=paradigm, filter=FilterConfig(method=filt))
     for step, m, _ in run(cfg, local_stage(sys.argv[1])):
         print(step, json.dumps({k: round(v, 4) for k, v in m.items()}), flush=True)
 

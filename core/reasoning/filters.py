@@ -1,5 +1,5 @@
-"""Filters applied to sampled solutions before fine-tuning: ``filter`` in
-{final_answer, process, orm, none}.
+"""Filters applied to sampled solutions before fine-tuning: ``FilterConfig.method``
+(``filter.method`` in a sweep file) in {final_answer, process, orm, none}.
 
 Every filter maps (problems, samples per problem) to keep flags per sample:
 
@@ -32,7 +32,7 @@ AGGREGATIONS = ("min", "last", "product")
 class FilterConfig:
     """Which filter, and its knobs."""
 
-    filter: Literal["final_answer", "process", "orm", "none"] = "final_answer"
+    method: Literal["final_answer", "process", "orm", "none"] = "final_answer"
     """final_answer (baseline), process (PRM), orm (outcome reward model), none."""
     prm: Literal["exact", "learned"] = "exact"
     """process filter: the task's exact step checker, or a learned PRM."""
@@ -44,8 +44,8 @@ class FilterConfig:
     """orm filter: keep the k best solutions per problem; 0 = use the threshold."""
 
     def __post_init__(self) -> None:
-        if self.filter not in FILTERS:
-            raise ValueError(f"unknown filter {self.filter!r}; allowed: {', '.join(FILTERS)}")
+        if self.method not in FILTERS:
+            raise ValueError(f"unknown filter {self.method!r}; allowed: {', '.join(FILTERS)}")
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {self.aggregation!r}; allowed: {', '.join(AGGREGATIONS)}")
 
@@ -75,17 +75,17 @@ def apply_filter(
         raise ValueError(f"{len(problems)} problems but {len(texts)} sample lists")
     flat_p = [p for p, ts in zip(problems, texts) for _ in ts]
     flat_t = [t for ts in texts for t in ts]
-    if cfg.filter == "none":
+    if cfg.method == "none":
         keep = [True] * len(flat_t)
-    elif cfg.filter == "final_answer":
+    elif cfg.method == "final_answer":
         keep = [task.is_correct(p, t) for p, t in zip(flat_p, flat_t)]
-    elif cfg.filter == "process":
+    elif cfg.method == "process":
         if prm is None:
             raise ValueError("the process filter needs a PRM")
         step_scores = prm.step_scores(flat_p, flat_t)
         keep = [task.is_correct(p, t) and aggregate(s, cfg.aggregation) >= cfg.threshold
                 for p, t, s in zip(flat_p, flat_t, step_scores)]
-    elif cfg.filter == "orm":
+    elif cfg.method == "orm":
         if orm is None:
             raise ValueError("the orm filter needs an outcome reward model")
         scores = orm.scores(flat_p, flat_t)
@@ -99,7 +99,7 @@ def apply_filter(
         else:
             keep = [s >= cfg.threshold for s in scores]
     else:  # unreachable: FilterConfig validates
-        raise ValueError(f"unknown filter {cfg.filter!r}; allowed: {', '.join(FILTERS)}")
+        raise ValueError(f"unknown filter {cfg.method!r}; allowed: {', '.join(FILTERS)}")
     out, i = [], 0
     for ts in texts:
         out.append(keep[i : i + len(ts)])

@@ -70,6 +70,9 @@ class SFTConfig:
     """Generation length at evaluation."""
     time_budget_s: float = 0.0
     """Stop (after an evaluation) once training took this long; 0 = no limit."""
+    target_pass1: float = 0.0
+    """Stop at the first evaluation whose val pass@1 reaches this; 0 = off. The zoo uses
+    it to pin WC and SE into their pass@1 ranges (the transition is steep, see zoo.py)."""
     seed: int = 0
     """Data order and dropout-free init are seeded from this."""
 
@@ -193,6 +196,7 @@ class SFTRunner:
             self.step >= c.max_steps
             or (c.patience > 0 and self.bad_evals >= c.patience)
             or (c.time_budget_s > 0 and self.train_seconds >= c.time_budget_s)
+            or (c.target_pass1 > 0 and acc >= c.target_pass1)
         )
         metrics = {"step": self.step, "train/loss": train_loss, "val/pass@1": acc,
                    "val/best_pass@1": self.best, "time/train_s": self.train_seconds}

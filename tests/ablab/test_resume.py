@@ -39,12 +39,19 @@ def _ablab(*args: str, **kw) -> subprocess.Popen:
     )
 
 
-def _ended(paths) -> set[str]:
-    out = set()
+def _events(paths) -> dict[str, list[str]]:
+    out = {}
     for f in paths.trials_dir.glob("*.jsonl") if paths.trials_dir.exists() else []:
-        if any(json.loads(line).get("event") == "end" for line in f.read_text().splitlines() if line.strip()):
-            out.add(f.stem)
+        out[f.stem] = [json.loads(line)["event"] for line in f.read_text().splitlines() if line.strip()]
     return out
+
+
+def _ended(paths) -> set[str]:
+    return {t for t, ev in _events(paths).items() if "end" in ev}
+
+
+def _running(paths) -> set[str]:
+    return {t for t, ev in _events(paths).items() if "end" not in ev and "result" in ev}
 
 
 def test_sigkill_driver_then_resume(write_sweep):
@@ -52,7 +59,8 @@ def test_sigkill_driver_then_resume(write_sweep):
     paths = study_paths(sweep, "killme")
     proc = _ablab("run", str(sweep), "--no-live")
     deadline = time.time() + 240
-    while len(_ended(paths)) < 2 and time.time() < deadline and proc.poll() is None:
+    # kill while two trials have ended and another is mid-way (its MLflow child is open)
+    while (len(_ended(paths)) < 2 or not _running(paths)) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert proc.poll() is None, proc.stdout.read()
     # SIGKILL the driver and everything it started (its own local Ray), nothing else

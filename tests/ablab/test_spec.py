@@ -50,13 +50,19 @@ def test_missing_file(capsys):
     assert "nope.yaml: no such sweep file" in capsys.readouterr().err
 
 
-def test_run_rejects_bad_file_before_starting_anything(tmp_path, capsys):
-    bad = BAD[0]
-    assert main(["run", str(bad)]) == 2
-    assert not (tmp_path / "results").exists()
-    import ray
+def test_run_rejects_bad_file_before_starting_anything(tmp_path):
+    import subprocess
+    import sys
 
-    assert not ray.is_initialized()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((Path(__file__).parent / "bad_sweeps/unknown_base_key.yaml").read_text()
+                   + f"storage: {tmp_path / 'results'}\n")
+    proc = subprocess.run([sys.executable, "-m", "ablab.cli", "run", str(bad)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().startswith("error: ") and "base.stepz: unknown key" in proc.stderr
+    assert "Ray" not in proc.stderr  # no Ray instance was started
+    assert not (tmp_path / "results").exists()  # and no study folder made
 
 
 def test_ablation_expands_to_baseline_plus_one_change_at_a_time(write_sweep):

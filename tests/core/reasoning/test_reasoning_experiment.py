@@ -15,7 +15,7 @@ from core.reasoning.tasks import ArithConfig
 from core.reasoning.zoo import ZooConfig, read_zoo
 
 TOY = ExperimentConfig(
-    zoo=ZooConfig(task=ArithConfig(steps=1, digits=1), wc=TinyLMConfig(32, 1), se=TinyLMConfig(64, 1),
+    zoo=ZooConfig(task=ArithConfig(steps=2, digits=1), wc=TinyLMConfig(32, 1), se=TinyLMConfig(64, 1),
                   train=SFTConfig(max_steps=30, eval_every=15, batch_size=16, warmup_steps=5,
                                   max_new_tokens=12), val_size=10),
     sampling=SamplingConfig(n_problems=8, s_se=1, max_new_tokens=12),
@@ -29,10 +29,10 @@ TOY = ExperimentConfig(
 def test_toy_experiment_every_filter_shares_stages(tmp_path):
     stage = local_stage(tmp_path)
     for filt in ["final_answer", "process", "orm", "none"]:
-        cfg = replace(TOY, filter=FilterConfig(filter=filt, top_k=1))
+        cfg = replace(TOY, filter=FilterConfig(method=filt, top_k=1))
         out = list(run(cfg, stage, device="cpu", log=lambda *_: None))
         step0, last = out[0][1], out[-1][1]
-        assert 0.0 <= step0["data/coverage@1"] <= 1.0 and "filter/kept" in step0
+        assert 0.0 <= step0["data/coverage"] <= 1.0 and "filter/kept" in step0
         assert {"test/pass@1", "test/maj@2", "test/pass@1_sampled"} <= set(last)
         if filt == "none":
             assert step0["filter/kept"] == step0["data/samples"]

@@ -31,8 +31,8 @@ def test_gsm8k_file_through_sampling_filtering_and_sft(tiny_lm_dir, tmp_path):
     ss.save(tmp_path / "samples")
     ss = SampleSet.load(tmp_path / "samples")
     assert [len(g) for g in ss.groups] == [4] * 4
-    m = sample_metrics(ss)
-    assert m["data/coverage@4"] == 1.0 and m["data/samples"] == 16
+    m = sample_metrics(ss, ks=(1, 4))
+    assert m["data/coverage"] == m["data/coverage@4"] == 1.0 and m["data/samples"] == 16
     fa = apply_filter(FilterConfig("final_answer"), task, ss.problems, ss.texts())
     none = apply_filter(FilterConfig("none"), task, ss.problems, ss.texts())
     assert all(ks[-1] for ks in fa) and sum(map(sum, none)) == 16

@@ -1,0 +1,18 @@
+"""Compute-optimal sampling for LLM reasoners (Bansal et al. 2024, "Smaller, Weaker, Yet
+Better"), in plain PyTorch + transformers. One module per idea, in pipeline order:
+
+- ``tasks``      procedural arithmetic (exact step labels), GSM8K JSONL, reasoning-gym
+- ``tokenizer``  offline character tokenizer (a PreTrainedTokenizerFast)
+- ``models``     tiny Llamas; load/save any Hugging Face causal-LM directory
+- ``zoo``        the WC/SE pair trained from scratch (``python -m core.reasoning.zoo DIR``)
+- ``sampling``   backend interface, the "hf" backend, compute-matched budgets
+- ``metrics``    coverage@k, diversity@k, FPR, filter precision/recall, pass@1, maj@k
+- ``rewards``    exact-step PRM, learned PRM and ORM verifiers
+- ``filters``    final_answer | process | orm | none
+- ``sft``        fine-tuning with loss on the solution, early stopping on val pass@1
+- ``evaluate``   pass@1 (greedy, sampled) and maj@k on held-out problems
+- ``pipeline``   sample sets, paradigms (KD, self-improvement, weak-to-strong, REMOVE)
+- ``experiment`` one trial top to bottom, with shared stages and resume
+
+Nothing here imports Ray, MLflow or ablab.
+"""
