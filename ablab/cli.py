@@ -184,7 +184,8 @@ def cmd_ui(args) -> int:
         return 0
     print(f"MLflow UI for {paths.name} on http://{args.host}:{args.port}  (Ctrl-C to stop)")
     mlflow = Path(sys.executable).with_name("mlflow")
-    os.execv(str(mlflow), [str(mlflow), "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)])
+    os.execv(str(mlflow), [str(mlflow), "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
+                                    "--workers", "1"])  # one user: 4 workers only slow the start
     return 0
 
 
