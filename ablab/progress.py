@@ -130,7 +130,8 @@ class ProgressCallback(Callback):
             return None
         pick = max if self.mode == "max" else min
         tid = pick(last, key=last.get)
-        return self._rt["rows"][tid][1], last[tid]
+        ctx, variant = self._rt["rows"][tid]
+        return (variant if ctx == "all" else f"{ctx}, {variant}"), last[tid]
 
     def _summary(self) -> str:
         c = self._counts()

@@ -71,12 +71,11 @@ def build(paths: StudyPaths) -> Report:
     contexts = list(dict.fromkeys(context_label(r.spec.context) for r in records))
     rows: list[Row] = []
     for ctx in contexts:
-        if not study.ablations:
-            variants = list(dict.fromkeys(r.spec.variant for r in records if context_label(r.spec.context) == ctx))
-            for v in variants:
-                for m in study.report_metrics:
-                    s = summarize(_values(by_arm[(ctx, v)], m))
-                    rows.append(Row(ctx, "grid", v, m, s, None, "no data" if s.n == 0 else ""))
+        if not study.ablations:  # a plain grid: one table, a row per grid point
+            for m in study.report_metrics:
+                s = summarize(_values(by_arm[(ctx, BASELINE)], m))
+                rows.append(Row("all grid points", "grid", ctx, m, s, None,
+                                "" if s.n else _missing(records, ctx, BASELINE)))
             continue
         for a in study.ablations:
             metrics = a.metrics or study.report_metrics

@@ -152,8 +152,9 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
     # experiment snapshots fires on every short trial that checkpoints each step.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if prep.resuming and Tuner.can_restore(str(paths.tune_dir)):
-        tuner = Tuner.restore(str(paths.tune_dir), trainable=trainable, resume_errored=True, param_space=param_space)
+    tune_dir = str(paths.tune_dir.resolve())  # pyarrow reads a relative path as a bad URI
+    if prep.resuming and Tuner.can_restore(tune_dir):
+        tuner = Tuner.restore(tune_dir, trainable=trainable, resume_errored=True, param_space=param_space)
         # Ray brings back the pickled callbacks; use this run's (the tracking URI may have moved).
         tuner._local_tuner._run_config.callbacks = callbacks  # noqa: SLF001 - no public setter
     else:
@@ -187,7 +188,7 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
         status = "interrupted"
     elif any(r.state == TrialState.FAILED for r in records):
         status = "failed"
+    # children of trials cut short by Ctrl-C are closed as KILLED; a resumed trial reopens its own
+    tracker.close_orphans(parent_id)
     tracker.end_parent(parent_id, "KILLED" if status == "interrupted" else "FINISHED")
-    if status != "interrupted":
-        tracker.close_orphans(parent_id)
     return status

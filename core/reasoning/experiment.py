@@ -99,24 +99,18 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
     device = device or default_device()
     task = ArithTask(cfg.zoo.task)
     gen, student = paradigm_roles(cfg.paradigm)
-    sampling = _with_seed(cfg.sampling, cfg.seed)
 
     # 1-2. zoo and samples (shared stages) ----------------------------------------------
-    zoo_dir = stage("zoo", cfg.zoo, lambda p: build_zoo(cfg.zoo, p, device, log))
-    params = {r: m["params"] for r, m in read_zoo(zoo_dir)["models"].items()}
-    n = samples_per_problem(sampling, gen, params["wc"], params["se"])
-    samples_dir = stage(
-        "samples", {"zoo": asdict(cfg.zoo), "generator": gen, "n": n, "sampling": asdict(sampling)},
-        lambda p: build_samples(zoo_dir / gen, task, n, sampling, p, device))
-    ss = SampleSet.load(samples_dir)
+    zoo_dir = zoo_stage(cfg, stage, device, log)
+    ss, n = samples_stage(cfg, gen, zoo_dir, stage, device)
 
     # 3-4. verifier and filter ----------------------------------------------------------
     prm = orm = None
     f = cfg.filter
     if f.method == "process":
-        prm = ExactStepPRM(task) if f.prm == "exact" else _verifier(cfg, "prm", gen, n, zoo_dir, task, stage, device)
+        prm = ExactStepPRM(task) if f.prm == "exact" else _verifier(cfg, "prm", gen, zoo_dir, task, stage, device)
     elif f.method == "orm":
-        orm = _verifier(cfg, "orm", gen, n, zoo_dir, task, stage, device)
+        orm = _verifier(cfg, "orm", gen, zoo_dir, task, stage, device)
     kept = apply_filter(f, task, ss.problems, ss.texts(), prm=prm, orm=orm)
     data = {**sample_metrics(ss), **kept_metrics(ss, kept), "data/samples_per_problem": float(n)}
     examples = kept_examples(task, ss, kept)
@@ -143,6 +137,31 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
     yield runner.step + 1, {**data, **test, "val/best_pass@1": max(runner.best, 0.0)}, runner.state_dict()
 
 
+def zoo_stage(cfg: ExperimentConfig, stage: Stage, device=None, log=print) -> Path:
+    """The WC/SE zoo's directory (built on first use)."""
+    return stage("zoo", cfg.zoo, lambda p: build_zoo(cfg.zoo, p, device or default_device(), log))
+
+
+def samples_stage(cfg: ExperimentConfig, gen: str, zoo_dir: Path, stage: Stage,
+                  device=None) -> tuple[SampleSet, int]:
+    """The sample set of generator ``gen`` at its budget under ``cfg.sampling`` (seeded by
+    ``cfg.seed``), and its samples per problem."""
+    task = ArithTask(cfg.zoo.task)
+    sampling = _with_seed(cfg.sampling, cfg.seed)
+    params = {r: m["params"] for r, m in read_zoo(zoo_dir)["models"].items()}
+    n = samples_per_problem(sampling, gen, params["wc"], params["se"])
+    samples_dir = stage(
+        "samples", {"zoo": asdict(cfg.zoo), "generator": gen, "n": n, "sampling": asdict(sampling)},
+        lambda p: build_samples(zoo_dir / gen, task, n, sampling, p, device or default_device()))
+    return SampleSet.load(samples_dir), n
+
+
+def verifier_stage(cfg: ExperimentConfig, kind: str, gen: str, zoo_dir: Path, stage: Stage,
+                   device=None) -> LearnedRM:
+    """The ORM or learned PRM for generator ``gen``'s samples."""
+    return _verifier(cfg, kind, gen, zoo_dir, ArithTask(cfg.zoo.task), stage, device or default_device())
+
+
 def _val_pass1(runner: SFTRunner) -> float:
     """The student before fine-tuning (the zoo checkpoint) is the first 'best' model."""
     from core.reasoning.sft import pass_at_1_greedy
@@ -154,7 +173,7 @@ def _val_pass1(runner: SFTRunner) -> float:
     return acc
 
 
-def _verifier(cfg: ExperimentConfig, kind: str, gen: str, n: int, zoo_dir: Path, task,
+def _verifier(cfg: ExperimentConfig, kind: str, gen: str, zoo_dir: Path, task,
               stage: Stage, device) -> LearnedRM:
     """A verifier trained on the generator's samples of separate (pretrain) problems."""
     rm_cfg = _with_seed(cfg.rm, cfg.seed)

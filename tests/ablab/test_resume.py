@@ -90,3 +90,38 @@ def test_sigkill_driver_then_resume(write_sweep):
     assert len(children) == 6 and len({c.data.tags["ablab.trial_key"] for c in children}) == 6
     assert all(c.info.status == "FINISHED" for c in children)
     assert parents[0].info.status == "FINISHED"
+
+
+def test_ctrl_c_stops_cleanly_and_the_study_resumes(tmp_path):
+    # relative storage, as a user writes it: run from the sweep's folder
+    (tmp_path / "s.yaml").write_text("""
+name: ctrlc
+trainable: synthetic
+base: {steps: 6, sleep_seconds: 0.5}
+grid: {quality: [0.5, 0.6, 0.7, 0.8]}
+metric: val/score
+mode: max
+""")
+    from ablab.records import StudyPaths
+
+    paths = StudyPaths(tmp_path / "ablab_results", "ctrlc")
+    proc = _ablab("run", "s.yaml", "--no-live", cwd=tmp_path)
+    deadline = time.time() + 240
+    while not _running(paths) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
+    assert "continue it with:  ablab run s.yaml --resume" in out
+    _, parents, children = mlflow_runs(paths)
+    assert parents[0].info.status == "KILLED"
+    assert all(c.info.status != "RUNNING" for c in children)  # cut-short children closed as KILLED
+
+    again = _ablab("run", "s.yaml", "--resume", "--no-live", cwd=tmp_path)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    records = load_records(paths)
+    assert all(r.state == TrialState.FINISHED and r.steps == [1, 2, 3, 4, 5, 6] for r in records)
+    _, parents, children = mlflow_runs(paths)
+    assert parents[0].info.status == "FINISHED" and len(children) == 4
+    assert all(c.info.status == "FINISHED" for c in children)
