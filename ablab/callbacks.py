@@ -14,14 +14,14 @@ from ablab import schedulers
 from ablab.expand import context_label
 from ablab.ray_api import Callback
 from ablab.records import EventLog, StudyPaths, TrialState
-from ablab.trial import STEP_KEY
+from ablab.trial import NODE_KEY, STEP_KEY
 
 # Keys Ray adds to every result; they are not the trainable's metrics.
 RAY_KEYS = {
     "done", "training_iteration", "trial_id", "date", "timestamp", "time_this_iter_s",
     "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
     "iterations_since_restore", "checkpoint_dir_name", "config", "should_checkpoint",
-    STEP_KEY,
+    STEP_KEY, NODE_KEY,
 }
 
 
@@ -133,7 +133,8 @@ class StudyCallback(Callback):
             return
         metrics = metrics_of(result)
         step = int(result.get(STEP_KEY, result.get("training_iteration", 0)))
-        self._log.append(trial.trial_id, {"event": "result", "step": step, "metrics": metrics})
+        self._log.append(trial.trial_id, {"event": "result", "step": step, "metrics": metrics,
+                                          "node": result.get(NODE_KEY)})
         self._tracker.log_metrics(self._run_id(trial), metrics, step)
 
     def on_trial_complete(self, iteration, trials, trial, **info):

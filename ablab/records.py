@@ -104,7 +104,8 @@ class TrialRecord:
     history: dict[int, dict[str, float]] = field(default_factory=dict)  # step -> metrics
     error: str | None = None
     retries: int = 0
-    node: str | None = None
+    node: str | None = None  # the IP Ray reported at the start
+    nodes: set[str] = field(default_factory=set)  # Ray node ids the trial reported from
 
     @property
     def steps(self) -> list[int]:
@@ -165,6 +166,7 @@ def fold_log(log: Path) -> TrialRecord | None:
             continue
         elif kind == "result":
             rec.history[int(event["step"])] = event["metrics"]
+            rec.nodes.add(event.get("node") or "")
         elif kind == "retry":
             rec.retries += 1
             rec.state = TrialState.RUNNING

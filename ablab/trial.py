@@ -24,6 +24,7 @@ from ablab.stages import StageCache
 
 STATE_FILE = "state.pkl"
 STEP_KEY = "step"
+NODE_KEY = "node_id"
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def report(metrics: Mapping[str, float], *, step: int, state: dict[str, Any] | N
             raise NonFiniteMetric(f"metric {k} is {v} at step {step}")
         values[k] = v
     values[STEP_KEY] = int(step)
+    values[NODE_KEY] = _node_id()
     if state is None:
         tune.report(values)
         return
@@ -98,6 +100,15 @@ def report(metrics: Mapping[str, float], *, step: int, state: dict[str, Any] | N
         with open(Path(folder) / STATE_FILE, "wb") as f:
             pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
         tune.report(values, checkpoint=Checkpoint.from_directory(folder))
+
+
+def _node_id() -> str:
+    import ray
+
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001
+        return ""
 
 
 def stage(

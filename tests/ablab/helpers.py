@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -23,3 +24,9 @@ def mlflow_runs(paths: StudyPaths):
     parents = [r for r in runs if r.data.tags.get("ablab.role") == "study"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     return client, parents, children
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
