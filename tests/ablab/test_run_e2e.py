@@ -155,3 +155,17 @@ def test_crashed_worker_is_retried_from_its_checkpoint(ray_session, write_sweep)
     assert [e["step"] for e in results if e["event"] == "result"] == [1, 2, 3, 4, 5]
     _, _, children = mlflow_runs(paths)
     assert len(children) == 1 and children[0].info.status == "FINISHED"
+
+
+def test_resources_larger_than_the_cluster_are_refused(ray_session, write_sweep, capsys):
+    sweep = write_sweep("""
+        name: toobig
+        trainable: synthetic
+        metric: val/score
+        mode: max
+        resources: {cpu: 16}
+    """)
+    assert main(["run", str(sweep), "--no-live"]) == 2
+    err = capsys.readouterr().err
+    assert "resources.cpu: each trial asks for 16.0 CPU but the cluster has 2 (got 16.0); allowed: at most 2" in err
+    assert not (study_paths(sweep, "toobig").dir / "study.json").exists()

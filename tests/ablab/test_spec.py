@@ -109,3 +109,32 @@ def test_shipped_sweep_files_validate(capsys):
     assert files
     for f in files:
         assert main(["validate", str(f)]) == 0, capsys.readouterr().err
+
+
+def test_unwritable_results_folder_fails_before_anything(write_sweep, tmp_path, capsys):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the results folder should be")
+    sweep = write_sweep(f"""
+        name: ok
+        trainable: synthetic
+        metric: val/score
+        mode: max
+        storage: {blocked / 'results'}
+    """)
+    assert main(["run", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert "storage: cannot write the results folder" in err and str(blocked) in err
+
+
+def test_huge_grid_needs_confirmation(write_sweep, capsys):
+    sweep = write_sweep("""
+        name: huge
+        trainable: synthetic
+        grid: {rate: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], quality: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], steps: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]}
+        metric: val/score
+        mode: max
+    """)
+    assert main(["run", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert "this study expands to 1100 trials (more than 1000)" in err and "--yes" in err
+    assert not (sweep.parent / "results" / "huge").exists()
