@@ -92,15 +92,14 @@ def _paths(study: str, storage: str):
 
 
 def cmd_validate(args) -> int:
-    from ablab.expand import expand, variants
+    from ablab.expand import expand, grid_points, variants
     from ablab.spec import load_study
 
     for f in args.files:
         study = load_study(f, args.overrides)
         trials = expand(study, f)
-        print(f"ok  {f}: study {study.name!r}, trainable {study.trainable!r}, "
-              f"{len(variants(study))} variant(s) x {max(len(trials) // max(len(study.seeds), 1) // max(len(variants(study)), 1), 1)} "
-              f"grid point(s) x {len(study.seeds)} seed(s) = {len(trials)} trials")
+        print(f"ok  {f}: study {study.name!r}, trainable {study.trainable!r}, {len(variants(study))} variant(s) x "
+              f"{len(grid_points(study))} grid point(s) x {len(study.seeds)} seed(s) = {len(trials)} trials")
     return 0
 
 
