@@ -64,7 +64,7 @@ class StudyCallback(Callback):
     """Writes each trial's event log and mirrors it to its MLflow child run."""
 
     def __init__(self, storage: str, name: str, tracking_uri: str, experiment: str,
-                 artifact_location: str, parent_run_id: str):
+                 artifact_location: str | None, parent_run_id: str):
         self.storage = storage
         self.name = name
         self.tracking_uri = tracking_uri

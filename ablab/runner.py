@@ -107,8 +107,11 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
     from ablab.schedulers import make_scheduler
 
     study, paths = prep.study, prep.paths
-    tracker = Tracker(prep.tracking_uri, study.tracking.experiment or study.name,
-                      artifact_location=paths.mlflow_artifacts.resolve().as_uri())
+    # With the SQLite default, artifacts sit beside it in the study folder; a tracking
+    # server keeps its own artifact store.
+    local_store = not prep.tracking_uri.startswith(("http://", "https://"))
+    artifacts = paths.mlflow_artifacts.resolve().as_uri() if local_store else None
+    tracker = Tracker(prep.tracking_uri, study.tracking.experiment or study.name, artifact_location=artifacts)
     tracker.check_reachable()
     init_ray(address, study)
 
@@ -138,8 +141,7 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
         })
 
     callbacks = [
-        StudyCallback(storage, study.name, prep.tracking_uri, tracker.experiment_name,
-                      paths.mlflow_artifacts.resolve().as_uri(), parent_id),
+        StudyCallback(storage, study.name, prep.tracking_uri, tracker.experiment_name, artifacts, parent_id),
         ProgressCallback(study.name, study.metric, study.mode, len(prep.trials), live=live, storage=storage),
     ]
     trainable = tune.with_resources(trial_api.run, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
