@@ -11,6 +11,7 @@ import copy
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,8 +114,28 @@ def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
     target[parts[-1]] = copy.deepcopy(value)
 
 
+SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.IGNORECASE)
+
+
+def _refuse_secrets(study: Study, file: str | None) -> None:
+    """Secrets never sit in a sweep file: it is logged to MLflow and copied with the results."""
+    from ablab.tracking import flatten
+
+    settings = dict(flatten(study.base, "base"))
+    for a in study.ablations:
+        for v in [a.baseline, *a.replacements]:
+            settings.update(_changes(a.part, v))
+    for key, value in settings.items():
+        if SECRET_KEY.search(key.split(".")[-1]) and isinstance(value, str) and value:
+            raise UserError(
+                "a secret in a sweep file", file=file, key=key,
+                hint=f"put it in an environment variable and give its name instead ({key}_env: MY_VAR)",
+            )
+
+
 def expand(study: Study, file: str | None = None) -> list[TrialSpec]:
     """All trials of the study, each config validated against the trainable's Config."""
+    _refuse_secrets(study, file)
     try:
         module = registry.load(study.trainable)
     except UserError as exc:

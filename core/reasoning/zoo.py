@@ -15,8 +15,12 @@ Calibration on this machine (1 core, nice, 2 cores shared by 3 engineers; val pa
 - The rise from ~5% to ~80% takes ~150 steps (loss 0.3 -> 0.06): where a fixed step
   count lands inside it is luck. So each model trains until its val pass@1 first reaches
   its target (``wc_target``, ``se_target``), evaluated every 50 steps, within
-  ``train.max_steps``: WC lands in 20-50% and SE in 50-85% reliably, and the zoo takes
-  ~10 min. Harder defaults (3 steps, 3 digits, plain digits) were far slower to learn.
+  ``train.max_steps``, so WC lands in 20-50% and SE in 50-85% whatever the machine's
+  speed. Harder tasks (3 steps of 3-digit numbers) learned far slower (0-1% after 200
+  steps); plain (not reversed) digits: 4% after 8 min in the issue's calibration.
+- The default zoo as built (seed 0): WC stopped at step 700 with val pass@1 0.41 (230 s),
+  SE at step 850 with 0.67 (421 s): 11 min of training on one shared core, 2.4 MB of
+  weights in all (float32 safetensors: WC 0.55 MB, SE 1.8 MB).
 """
 
 from __future__ import annotations
