@@ -25,22 +25,26 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: NetConfig = field(default_factory=lambda: NetConfig(arch="mlp", width=64, depth=2))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, lr=0.05, batch_size=128))
+    device: str = "auto"
+    """auto (CUDA when the trial has a GPU, else CPU), cpu, or cuda."""
 
 
 def train(cfg: Config) -> None:
     import torch
 
+    from core.distill._checks import resolve_device
     from core.distill.networks import seeded_network
     from core.distill.train import accuracy, make_optimizer, train_epoch
 
-    data = cached_dataset(cfg.data)
-    net = seeded_network(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+    device = resolve_device(cfg.device)
+    data = cached_dataset(cfg.data, device)
+    net = seeded_network(cfg.model, data.input_shape, data.num_classes, cfg.seed).to(device)
     opt, sched = make_optimizer(net, cfg.train)
     gen = torch.Generator().manual_seed(cfg.seed)
     start = 0
     state = trial.restore()
     if state is not None:
-        net.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])  # saved from the same device
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])

