@@ -266,7 +266,10 @@ def plot(report: Report, out: Path) -> dict[str, list[str]]:
             colors = ["#555" if r.variant == BASELINE else ("#2a7" if r.verdict == "better" else "#c44" if r.verdict == "worse" else "#79c") for r in mrows]
             ax.bar(range(len(mrows)), [r.summary.mean for r in mrows], yerr=[r.summary.std for r in mrows],
                    color=colors, capsize=4)
-            ax.set_xticks(range(len(mrows)), [r.variant.split("=", 1)[-1] for r in mrows], rotation=30, ha="right")
+            base_value = next((a.baseline for a in report.study.ablations if a.part == part), None)
+            labels = [f"{base_value} (baseline)" if r.variant == BASELINE and base_value is not None
+                      else r.variant.split("=", 1)[-1] for r in mrows]
+            ax.set_xticks(range(len(mrows)), labels, rotation=30, ha="right")
             ax.set_title(m)
         fig.suptitle(f"{part} — {ctx} (mean ± std over seeds)")
         fig.tight_layout()
