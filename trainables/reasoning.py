@@ -36,14 +36,14 @@ METRICS = {
     # the student
     "train/loss": "min",
     "time/train_s": "min",
-    "val/pass@1": "max",
-    "val/best_pass@1": "max",
-    "test/pass@1": "max",
-    "test/pass@1_sampled": "max",
-    "test/maj@1": "max",
-    "test/maj@4": "max",
-    "test/maj@8": "max",
-    "test/maj@16": "max",
+    "val/pass_at_1": "max",
+    "val/best_pass_at_1": "max",
+    "test/pass_at_1": "max",
+    "test/pass_at_1_sampled": "max",
+    "test/maj_at_1": "max",
+    "test/maj_at_4": "max",
+    "test/maj_at_8": "max",
+    "test/maj_at_16": "max",
 }
 
 

@@ -57,7 +57,9 @@ class DistillConfig:
     iterations: int = 1000
     """Distillation iterations (DM: one SGD step each; DC: one outer loop each)."""
     lr_img: float = 1.0
-    """Learning rate of the synthetic set (DM paper: 1.0; DC paper: 0.1)."""
+    """Learning rate of the synthetic set (DM paper: 1.0; DC paper: 0.1). Under instance norm
+    the embedding is scale-invariant, so the synthetic set's norm only grows; at IPC 1 on
+    MNIST-1D its std reaches ~7 within 30 iterations at 1.0 (~2 at 0.1)."""
     momentum_img: float = 0.5
     """SGD momentum of the synthetic set (both papers)."""
     batch_real: int = 256

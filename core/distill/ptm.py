@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from torch import nn
 
 from core.distill._checks import check_config, require, resolve_device
 from core.distill.data import DataConfig, Dataset, load_dataset
@@ -145,8 +144,3 @@ def _atomic_save(obj: object, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-def freeze(net: nn.Module) -> nn.Module:
-    """Eval mode and no gradients: what every PTM is while distilling."""
-    return net.eval().requires_grad_(False)

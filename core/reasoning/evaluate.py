@@ -17,7 +17,7 @@ class EvalConfig:
     n_problems: int = 200
     """Test problems evaluated."""
     ks: tuple[int, ...] = (1, 4, 8, 16)
-    """maj@k for each k; max(ks) samples per problem are drawn."""
+    """maj@k (metric key test/maj_at_k) for each k; max(ks) samples per problem are drawn."""
     temperature: float = 0.7
     """Sampling temperature of sampled pass@1 and maj@k."""
     top_p: float = 1.0
@@ -30,17 +30,17 @@ class EvalConfig:
 
 def evaluate(backend: SamplingBackend, task: Task, problems: Sequence[Problem],
              cfg: EvalConfig = EvalConfig(), prefix: str = "test") -> dict[str, float]:
-    """``{prefix}/pass@1`` (greedy), ``{prefix}/pass@1_sampled`` and ``{prefix}/maj@k``."""
+    """``{prefix}/pass_at_1`` (greedy), ``{prefix}/pass_at_1_sampled`` and ``{prefix}/maj_at_k``."""
     prompts = [task.prompt(p) for p in problems]
     greedy = backend.sample(prompts, n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
-    out = {f"{prefix}/pass@1": pass_at_1([judge(task, p, [g[0].text]) for p, g in zip(problems, greedy)])}
+    out = {f"{prefix}/pass_at_1": pass_at_1([judge(task, p, [g[0].text]) for p, g in zip(problems, greedy)])}
     if cfg.ks:
         n = max(cfg.ks)
         sampled = backend.sample(prompts, n=n, temperature=cfg.temperature, top_p=cfg.top_p,
                                  max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
         groups = [judge(task, p, [s.text for s in g]) for p, g in zip(problems, sampled)]
-        out[f"{prefix}/pass@1_sampled"] = pass_at_1(groups)
+        out[f"{prefix}/pass_at_1_sampled"] = pass_at_1(groups)
         golds = [p.answer for p in problems]
         for k in cfg.ks:
-            out[f"{prefix}/maj@{k}"] = maj_at_k(groups, golds, k)
+            out[f"{prefix}/maj_at_{k}"] = maj_at_k(groups, golds, k)
     return out

@@ -122,8 +122,8 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
     if state is not None:
         runner.load_state_dict(state)
     else:
-        base = {"val/pass@1": _val_pass1(runner)}
-        yield 0, {**data, **base, "val/best_pass@1": base["val/pass@1"]}, runner.state_dict()
+        base = {"val/pass_at_1": _val_pass1(runner)}
+        yield 0, {**data, **base, "val/best_pass_at_1": base["val/pass_at_1"]}, runner.state_dict()
     if not examples:
         log("[experiment] the filter kept nothing: the student is its zoo checkpoint")
         runner.done = True
@@ -134,7 +134,7 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
     best = runner.best_model()
     test = evaluate(HFBackend(best, tok), task, task.problems("test", cfg.eval.n_problems),
                     _with_seed(cfg.eval, cfg.seed))
-    yield runner.step + 1, {**data, **test, "val/best_pass@1": max(runner.best, 0.0)}, runner.state_dict()
+    yield runner.step + 1, {**data, **test, "val/best_pass_at_1": max(runner.best, 0.0)}, runner.state_dict()
 
 
 def zoo_stage(cfg: ExperimentConfig, stage: Stage, device=None, log=print) -> Path:

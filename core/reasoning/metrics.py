@@ -22,6 +22,9 @@ Definitions (``k`` counts the first k samples of each problem, in sampling order
   of Chen et al. 2021 for n samples).
 - **maj@k**: share of problems where the most frequent final answer among the first k
   samples is correct (ties go to the answer seen first; samples with no answer do not vote).
+
+Metric keys spell "@" as "_at_" (``data/coverage_at_4``, ``test/maj_at_8``,
+``val/pass_at_1``): MLflow refuses "@" in metric names.
 """
 
 from __future__ import annotations
@@ -144,8 +147,8 @@ def sample_set_metrics(groups: Groups, ks: Sequence[int], prefix: str = "data") 
     flat = [s for g in groups for s in g]
     out: dict[str, float] = {}
     for k in ks:
-        out[f"{prefix}/coverage@{k}"] = coverage_at_k(groups, k)
-        out[f"{prefix}/diversity@{k}"] = diversity_at_k(groups, k)
+        out[f"{prefix}/coverage_at_{k}"] = coverage_at_k(groups, k)
+        out[f"{prefix}/diversity_at_{k}"] = diversity_at_k(groups, k)
     out[f"{prefix}/fpr"] = false_positive_rate(flat)
     out[f"{prefix}/samples"] = float(len(flat))
     out[f"{prefix}/correct"] = float(sum(s.correct for s in flat))

@@ -127,14 +127,14 @@ def draw_samples(backend: HFBackend, task: Task, problems: Sequence[Problem], n:
 
 def sample_metrics(ss: SampleSet, ks: Sequence[int] = (), prefix: str = "data") -> dict[str, float]:
     """``data/coverage`` and ``data/diversity`` at k = all samples of a problem, the same
-    at each extra k as ``data/coverage@k``, FPR, sample and token counts, tokens/s."""
+    at each extra k as ``data/coverage_at_k``, FPR, sample and token counts, tokens/s."""
     n = max((len(g) for g in ss.groups), default=0)
     m = sample_set_metrics(ss.groups, [n, *ks], prefix)
-    m[f"{prefix}/coverage"] = m.pop(f"{prefix}/coverage@{n}")
-    m[f"{prefix}/diversity"] = m.pop(f"{prefix}/diversity@{n}")
+    m[f"{prefix}/coverage"] = m.pop(f"{prefix}/coverage_at_{n}")
+    m[f"{prefix}/diversity"] = m.pop(f"{prefix}/diversity_at_{n}")
     for k in ks:  # an extra k equal to n was popped above: put it back
-        m.setdefault(f"{prefix}/coverage@{k}", m[f"{prefix}/coverage"])
-        m.setdefault(f"{prefix}/diversity@{k}", m[f"{prefix}/diversity"])
+        m.setdefault(f"{prefix}/coverage_at_{k}", m[f"{prefix}/coverage"])
+        m.setdefault(f"{prefix}/diversity_at_{k}", m[f"{prefix}/diversity"])
     m[f"{prefix}/tokens"] = float(ss.tokens)
     m[f"{prefix}/tokens_per_s"] = ss.tokens / ss.seconds if ss.seconds else float("nan")
     return m

@@ -60,13 +60,14 @@ class RMConfig:
 
     lr: float = 1e-3
     """AdamW learning rate."""
-    steps: int = 300
-    """Optimiser steps."""
+    steps: int = 800
+    """Optimiser steps (300 -> 800 lifted the default ORM's precision 0.43 -> 0.46 and its
+    kept-set coverage 0.20 -> 0.31 at threshold 0.5; small verifiers stay weak)."""
     batch_size: int = 32
     """Samples per step."""
     base: Literal["wc", "se"] = "wc"
     """Zoo model whose body the verifier starts from (the cheap one by default)."""
-    n_problems: int = 100
+    n_problems: int = 200
     """Problems (split "pretrain", disjoint from the filtered train problems) whose
     generator samples train the verifier: it never scores samples it was trained on."""
     samples_per_problem: int = 8

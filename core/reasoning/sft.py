@@ -157,7 +157,7 @@ class SFTRunner:
     # --- loop ------------------------------------------------------------------------
     def train(self) -> Iterator[dict]:
         """Train until ``max_steps``, early stop or the time budget; yield the metrics
-        ``{"step", "train/loss", "val/pass@1", "val/best_pass@1", "time/train_s"}`` at each
+        ``{"step", "train/loss", "val/pass_at_1", "val/best_pass_at_1", "time/train_s"}`` at each
         evaluation."""
         c = self.cfg
         if self.finite and not self.data and not self.done:
@@ -198,8 +198,8 @@ class SFTRunner:
             or (c.time_budget_s > 0 and self.train_seconds >= c.time_budget_s)
             or (c.target_pass1 > 0 and acc >= c.target_pass1)
         )
-        metrics = {"step": self.step, "train/loss": train_loss, "val/pass@1": acc,
-                   "val/best_pass@1": self.best, "time/train_s": self.train_seconds}
+        metrics = {"step": self.step, "train/loss": train_loss, "val/pass_at_1": acc,
+                   "val/best_pass_at_1": self.best, "time/train_s": self.train_seconds}
         self.history.append(metrics)
         return metrics
 

@@ -13,13 +13,21 @@ log-probs when ``logprobs=True`` (then the engine runs with
 was sampled from, after temperature / top-p, as the "hf" backend reports them).
 ``temperature == 0`` is greedy: one decode per prompt, repeated ``n`` times (as "hf").
 
-Seeds. The engine is seeded at construction (``seed``). ``sample(..., seed=s)`` then
-re-seeds the engine's sampler (torch's generators in every worker, through
-``collective_rpc``) before it submits the requests, so the same call with the same seed
-gives the same samples again on the same device, which is the contract of
-``SamplingBackend``. Per-request seeds (``SamplingParams.seed``) are not used by default:
-on the CPU build they crashed ("CPU Generator does not use offset");
-``per_request_seeds=True`` turns them on (GPU), each prompt then gets ``seed + index``.
+Seeds. The engine is seeded at construction (``seed``), and ``sample(..., seed=s)`` gives
+the same samples again for the same call on the same device (the ``SamplingBackend``
+contract), in one of two ways (``seed_mode``; "auto" picks the first on GPU, the second on
+CPU):
+
+- "request": every prompt's request carries its own seed (``SamplingParams.seed = s +
+  prompt index``), so its samples do not depend on the other prompts of the batch. Not on
+  the CPU build: it crashes there ("CPU Generator does not use offset") as soon as a long
+  batch makes the scheduler split a prefill.
+- "engine": the engine core runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``
+  while the engine is built, so all requests of a call are queued before the first step)
+  and ``sample`` re-seeds the generators of every worker (``collective_rpc`` and
+  :class:`SeedExtension`) before it submits them: the batches and the random draws are
+  then the same on every repeat of the call (with the engine core in its own process, its
+  first steps race with the submission of the requests and the samples differ).
 
 On the CPU build set ``VLLM_CPU_KVCACHE_SPACE`` (GiB; 1 is plenty for tiny models, the
 default reserves most of the memory), and call this from under
@@ -29,6 +37,7 @@ default reserves most of the memory), and call this from under
 from __future__ import annotations
 
 import gc
+import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,17 +45,25 @@ from typing import Any, Sequence
 from core.reasoning.sampling import Sample
 
 
-def _reseed_worker(worker: Any, seed: int) -> None:
-    """Runs inside every vLLM worker (``collective_rpc``): re-seed torch's generators."""
-    import random
+class SeedExtension:
+    """Mixed into every vLLM worker (``worker_extension_cls``), so that
+    ``collective_rpc("ablab_reseed", args=(seed,))`` re-seeds the generators the sampler
+    draws from. A method named by string: no pickled callables cross the process boundary
+    (vLLM refuses them unless ``VLLM_ALLOW_INSECURE_SERIALIZATION=1``)."""
 
-    import numpy as np
-    import torch
+    def ablab_reseed(self, seed: int) -> None:
+        import random
 
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-    return None
+        import numpy as np
+        import torch
+
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+_SEED_EXTENSION = f"{__name__}.{SeedExtension.__qualname__}"
+_INPROC = "VLLM_ENABLE_V1_MULTIPROCESSING"
 
 
 class VLLMBackend:
@@ -62,14 +79,20 @@ class VLLMBackend:
         max_model_len: int | None = None,
         gpu_memory_utilization: float | None = None,
         logprobs: bool = False,
-        per_request_seeds: bool = False,
+        seed_mode: str = "auto",
         enforce_eager: bool | None = None,
         **engine_kwargs: Any,
     ):
         import vllm  # lazy: the module imports without vllm
 
         self.model_dir = str(model_dir)
-        self.logprobs, self.per_request_seeds = logprobs, per_request_seeds
+        from vllm.platforms import current_platform
+
+        if seed_mode == "auto":
+            seed_mode = "engine" if current_platform.is_cpu() else "request"
+        if seed_mode not in ("engine", "request"):
+            raise ValueError(f"unknown seed_mode {seed_mode!r}; allowed: auto, engine, request")
+        self.logprobs, self.seed_mode = logprobs, seed_mode
         kw: dict[str, Any] = dict(model=self.model_dir, seed=seed, dtype=dtype,
                                   tensor_parallel_size=tensor_parallel_size)
         if max_model_len is not None:
@@ -81,8 +104,19 @@ class VLLMBackend:
         if logprobs:
             kw["logprobs_mode"] = "processed_logprobs"
         kw.update(engine_kwargs)
+        # a worker extension of the caller's own must then provide ablab_reseed itself
+        kw.setdefault("worker_extension_cls", _SEED_EXTENSION)
         t0 = time.perf_counter()
-        self.llm = vllm.LLM(**kw)
+        saved = os.environ.get(_INPROC)
+        if seed_mode == "engine":
+            os.environ[_INPROC] = "0"  # read when the engine is built; restored below
+        try:
+            self.llm = vllm.LLM(**kw)
+        finally:
+            if saved is None:
+                os.environ.pop(_INPROC, None)
+            else:
+                os.environ[_INPROC] = saved
         self.startup_seconds = time.perf_counter() - t0
         self._SamplingParams = vllm.SamplingParams
         tok = self.llm.get_tokenizer()
@@ -122,12 +156,12 @@ class VLLMBackend:
             max_tokens=max_new_tokens,
             logprobs=0 if self.logprobs else None,  # 0: the sampled token's log p only
         )
-        if self.per_request_seeds and not greedy:
+        if self.seed_mode == "request" and not greedy:
             params = [self._SamplingParams(seed=seed + i, **common) for i in range(len(prompts))]
         else:
             params = self._SamplingParams(**common)
             if not greedy:
-                self.llm.collective_rpc(_reseed_worker, args=(seed,))
+                self.llm.collective_rpc("ablab_reseed", args=(seed,))
         t0 = time.perf_counter()
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
         self.seconds += time.perf_counter() - t0

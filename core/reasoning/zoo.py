@@ -78,9 +78,9 @@ def train_zoo_model(cfg: ZooConfig, role: str, out_dir: str | Path, device=None,
     t0 = time.perf_counter()
     for m in runner.train():
         log(f"[zoo {role}] step {m['step']} loss {m['train/loss']:.4f} "
-            f"val pass@1 {m['val/pass@1']:.3f} ({m['time/train_s']:.0f}s)")
+            f"val pass@1 {m['val/pass_at_1']:.3f} ({m['time/train_s']:.0f}s)")
     save_hf_dir(runner.best_model(), tok, out_dir)
-    return {"role": role, "params": num_params(model), "val/pass@1": runner.best,
+    return {"role": role, "params": num_params(model), "val/pass_at_1": runner.best,
             "train_s": runner.train_seconds, "wall_s": time.perf_counter() - t0,
             "curve": runner.history, "shape": asdict(getattr(cfg, role))}
 
@@ -107,7 +107,7 @@ def _main() -> None:  # python -m core.reasoning.zoo OUT_DIR: build the default 
     torch.set_num_threads(1)
     summary = build_zoo(ZooConfig(), sys.argv[1])
     for role, r in summary["models"].items():
-        print(f"{role}: {r['params']} params, val pass@1 {r['val/pass@1']:.3f}, {r['train_s']:.0f}s")
+        print(f"{role}: {r['params']} params, val pass@1 {r['val/pass_at_1']:.3f}, {r['train_s']:.0f}s")
 
 
 if __name__ == "__main__":

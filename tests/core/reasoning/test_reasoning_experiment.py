@@ -33,7 +33,7 @@ def test_toy_experiment_every_filter_shares_stages(tmp_path):
         out = list(run(cfg, stage, device="cpu", log=lambda *_: None))
         step0, last = out[0][1], out[-1][1]
         assert 0.0 <= step0["data/coverage"] <= 1.0 and "filter/kept" in step0
-        assert {"test/pass@1", "test/maj@2", "test/pass@1_sampled"} <= set(last)
+        assert {"test/pass_at_1", "test/maj_at_2", "test/pass_at_1_sampled"} <= set(last)
         if filt == "none":
             assert step0["filter/kept"] == step0["data/samples"]
     names = sorted(p.name.split("-")[0] for p in tmp_path.iterdir())
@@ -58,4 +58,4 @@ def test_toy_experiment_resumes_from_state(tmp_path):
             break
     resumed = list(run(TOY, stage, state=first_two[-1][2], device="cpu", log=lambda *_: None))
     assert [s for s, _, _ in first_two + resumed] == [s for s, _, _ in full]
-    assert resumed[-1][1]["test/pass@1"] == pytest.approx(full[-1][1]["test/pass@1"])
+    assert resumed[-1][1]["test/pass_at_1"] == pytest.approx(full[-1][1]["test/pass_at_1"])

@@ -32,7 +32,7 @@ def test_gsm8k_file_through_sampling_filtering_and_sft(tiny_lm_dir, tmp_path):
     ss = SampleSet.load(tmp_path / "samples")
     assert [len(g) for g in ss.groups] == [4] * 4
     m = sample_metrics(ss, ks=(1, 4))
-    assert m["data/coverage"] == m["data/coverage@4"] == 1.0 and m["data/samples"] == 16
+    assert m["data/coverage"] == m["data/coverage_at_4"] == 1.0 and m["data/samples"] == 16
     fa = apply_filter(FilterConfig("final_answer"), task, ss.problems, ss.texts())
     none = apply_filter(FilterConfig("none"), task, ss.problems, ss.texts())
     assert all(ks[-1] for ks in fa) and sum(map(sum, none)) == 16
@@ -46,7 +46,7 @@ def test_gsm8k_file_through_sampling_filtering_and_sft(tiny_lm_dir, tmp_path):
     out = save_hf_dir(runner.best_model(), tok, tmp_path / "student")
     metrics = evaluate(HFBackend.from_dir(out, device="cpu"), task, task.problems("test"),
                        EvalConfig(ks=(1, 2), max_new_tokens=8))
-    assert set(metrics) == {"test/pass@1", "test/pass@1_sampled", "test/maj@1", "test/maj@2"}
+    assert set(metrics) == {"test/pass_at_1", "test/pass_at_1_sampled", "test/maj_at_1", "test/maj_at_2"}
 
 
 def _judge_gold(task, p):
