@@ -11,6 +11,7 @@ on), and checkpoints `state` (pickled) together with the metrics, as Ray Tune wa
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pickle
@@ -39,6 +40,32 @@ class TrialInfo:
 _current: TrialInfo | None = None
 
 
+@dataclass
+class LocalSession:
+    """A trial run outside Ray Tune (a notebook, a test): reports are kept in memory."""
+
+    root: Path
+    reports: list[tuple[int, dict[str, float]]]
+    states: list[dict[str, Any]]
+    resume_from: dict[str, Any] | None = None
+
+
+_local: LocalSession | None = None
+
+
+@contextlib.contextmanager
+def local(root: str | Path, resume_from: dict[str, Any] | None = None):
+    """Run a trainable without Ray: `with trial.local(tmp) as s: train(cfg)`, then read
+    `s.reports` (step, metrics) and `s.states`. Stages and artifacts go under `root`."""
+    global _local
+    previous = _local
+    _local = LocalSession(Path(root), [], [], resume_from)
+    try:
+        yield _local
+    finally:
+        _local = previous
+
+
 class NonFiniteMetric(FloatingPointError):
     """A trial reported NaN or infinity: it diverged."""
 
@@ -58,7 +85,9 @@ def safe_name(key: str) -> str:
 
 def artifact_dir() -> Path:
     """A folder for this trial's files (pictures, samples); the report shows its PNGs."""
-    if _current is None:
+    if _local is not None:
+        folder = _local.root / "artifacts"
+    elif _current is None:
         folder = Path(tempfile.mkdtemp(prefix="ablab-artifacts-"))
     else:
         folder = Path(_current.study_dir) / "artifacts" / safe_name(_current.key)
@@ -68,6 +97,8 @@ def artifact_dir() -> Path:
 
 def restore() -> dict[str, Any] | None:
     """The state saved with the last checkpoint of this trial, or None."""
+    if _local is not None:
+        return _local.resume_from
     from ablab.ray_api import tune
 
     try:
@@ -91,6 +122,11 @@ def report(metrics: Mapping[str, float], *, step: int, state: dict[str, Any] | N
         if not math.isfinite(v):
             raise NonFiniteMetric(f"metric {k} is {v} at step {step}")
         values[k] = v
+    if _local is not None:
+        _local.reports.append((int(step), values))
+        if state is not None:
+            _local.states.append(pickle.loads(pickle.dumps(state)))  # a copy, as a checkpoint is
+        return
     values[STEP_KEY] = int(step)
     values[NODE_KEY] = _node_id()
     if state is None:
@@ -118,7 +154,10 @@ def stage(
     inputs: Mapping[str, Path | str] | None = None,
 ) -> Path:
     """A shared stage's folder, built once for the whole study (and for later studies)."""
-    root = _current.stage_root if _current else os.environ.get("ABLAB_STAGES", "ablab_results/stages")
+    if _local is not None:
+        root: str | Path = _local.root / "stages"
+    else:
+        root = _current.stage_root if _current else os.environ.get("ABLAB_STAGES", "ablab_results/stages")
     return StageCache(root).get_or_build(name, config, build, inputs, log=lambda m: print(m, flush=True))
 
 

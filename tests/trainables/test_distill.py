@@ -4,8 +4,6 @@ import dataclasses
 
 import pytest
 
-pytest.importorskip("ablab.trial")
-
 from ablab import trial  # noqa: E402
 from core.distill.distill import DistillConfig  # noqa: E402
 from core.distill.networks import NetConfig  # noqa: E402
@@ -21,45 +19,35 @@ TINY = trainable.Config(
 )
 
 
-@pytest.fixture
-def reports(monkeypatch, tmp_path):
-    got = []
-    monkeypatch.setenv("ABLAB_STAGES", str(tmp_path / "stages"))
-    monkeypatch.setattr(trial, "report", lambda metrics, *, step, state=None: got.append((step, dict(metrics), state)))
-    monkeypatch.setattr(trial, "restore", lambda: None)
-    monkeypatch.setattr(trial, "artifact_dir", lambda: tmp_path / "artifacts")
-    return got
+def test_reports_every_eval_and_cross_arch_at_the_end(tmp_path):
+    from ablab.stages import StageCache
 
-
-def test_reports_every_eval_and_cross_arch_at_the_end(reports, tmp_path, monkeypatch):
-    import core.distill.ptm as ptm_mod
-
-    builds = []
-    real_build = ptm_mod.build_pool
-    monkeypatch.setattr(ptm_mod, "build_pool", lambda *a, **k: builds.append(1) or real_build(*a, **k))
-    trainable.train(TINY)
-    trainable.train(dataclasses.replace(TINY, seed=1))
-    assert len(builds) == 1  # the PTM pool stage is built once for both trials
-    steps = [s for s, _, _ in reports]
-    assert steps == [2, 4, 2, 4]
-    _, first, _ = reports[0]
-    _, last, state = reports[1]
+    with trial.local(tmp_path) as first_seed:
+        trainable.train(TINY)
+    with trial.local(tmp_path) as second_seed:
+        trainable.train(dataclasses.replace(TINY, seed=1))
+    # the PTM pool stage is built once for both trials
+    pools = list((tmp_path / "stages" / "ptm_pool").glob("*/stage.json"))
+    assert len(pools) == 1 and StageCache(tmp_path / "stages").exists("ptm_pool", TINY.ptm)
+    reports = first_seed.reports
+    assert [s for s, _ in reports] == [2, 4] and [s for s, _ in second_seed.reports] == [2, 4]
+    _, first = reports[0]
+    _, last = reports[1]
     assert "test/acc_mlp" not in first and "test/acc_cross" not in first
     assert last["test/acc_cross"] == last["test/acc_mlp"]
     for key in ("val/acc", "test/acc", "loss/ptm", "time/sec_per_iter", "cost/ptm_forwards",
                 "time/ptm_share", "ref/floor_acc", "ref/ceiling_acc"):
         assert key in last, key
     assert set(last) <= set(trainable.METRICS)
-    assert state["distiller"]["iteration"] == 4
+    assert first_seed.states[-1]["distiller"]["iteration"] == 4
     assert (tmp_path / "artifacts" / "synthetic.png").is_file()
 
 
-def test_resumes_from_its_checkpoint(reports, monkeypatch):
+def test_resumes_from_its_checkpoint(tmp_path):
     cfg = dataclasses.replace(TINY, references=False)
-    trainable.train(cfg)
-    full = reports[:]
-    reports.clear()
-    monkeypatch.setattr(trial, "restore", lambda: full[0][2])  # the checkpoint at step 2
-    trainable.train(cfg)
-    assert [s for s, _, _ in reports] == [4]
-    assert reports[0][1]["test/acc"] == full[1][1]["test/acc"]  # bit-for-bit the same run
+    with trial.local(tmp_path) as full:
+        trainable.train(cfg)
+    with trial.local(tmp_path, resume_from=full.states[0]) as resumed:  # the checkpoint at step 2
+        trainable.train(cfg)
+    assert [s for s, _ in resumed.reports] == [4]
+    assert resumed.reports[0][1]["test/acc"] == full.reports[1][1]["test/acc"]  # bit-for-bit the same run
