@@ -30,13 +30,17 @@ Records are the :class:`~core.reasoning.sampling.Sample` of the "hf" backend:
   ``--logprobs-mode processed_logprobs`` (the "hf" backend reports the distribution after
   temperature / top-p).
 
-Seeds: every request carries ``seed + prompt index`` (``seed_requests=True``), so the
-samples of a prompt do not depend on the order the pool sends requests in. Servers that
-ignore ``seed`` (most APIs) are not reproducible.
+Seeds: every request carries its own seed, a hash of ``(seed, prompt index)``
+(``seed_requests=True``), so the samples of a prompt do not depend on the order the pool
+sends requests in. Not ``seed + index``: vLLM seeds the ``n`` samples of a request with
+``seed + 0 .. n-1``, so consecutive seeds would give prompt i+1 the random stream of prompt
+i's second sample (and a random model the same text). Servers that ignore ``seed`` (most
+APIs) are not reproducible.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -150,7 +154,7 @@ class OpenAIBackend:
                 "top_p": 1.0 if greedy else top_p,
             }
             if self.seed_requests:
-                body["seed"] = seed + i
+                body["seed"] = request_seed(seed, i)
             if self.logprobs:
                 body["logprobs"] = 0
             if self.return_token_ids:
@@ -244,6 +248,13 @@ class OpenAIBackend:
                 self.retries += 1
             time.sleep(wait)
         raise OpenAIError(f"POST {url} failed after {self.max_retries + 1} attempts; last: {last}")
+
+
+def request_seed(seed: int, index: int) -> int:
+    """A request's seed from the call's seed and the prompt's index: 31 bits of a hash,
+    far apart for neighbouring prompts (the server adds 0..n-1 for the n samples)."""
+    digest = hashlib.sha256(f"ablab:{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
 
 
 def _error_text(e: urllib.error.HTTPError) -> str:

@@ -18,8 +18,9 @@ the same samples again for the same call on the same device (the ``SamplingBacke
 contract), in one of two ways (``seed_mode``; "auto" picks the first on GPU, the second on
 CPU):
 
-- "request": every prompt's request carries its own seed (``SamplingParams.seed = s +
-  prompt index``), so its samples do not depend on the other prompts of the batch. Not on
+- "request": every prompt's request carries its own seed (a hash of ``(s, prompt
+  index)``, see :func:`~core.reasoning.openai_backend.request_seed`: vLLM seeds the ``n``
+  samples of a request with ``seed + 0 .. n-1``), so its samples do not depend on the other prompts of the batch. Not on
   the CPU build: it crashes there ("CPU Generator does not use offset") as soon as a long
   batch makes the scheduler split a prefill.
 - "engine": the engine core runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``
@@ -42,6 +43,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from core.reasoning.openai_backend import request_seed
 from core.reasoning.sampling import Sample
 
 
@@ -157,7 +159,8 @@ class VLLMBackend:
             logprobs=0 if self.logprobs else None,  # 0: the sampled token's log p only
         )
         if self.seed_mode == "request" and not greedy:
-            params = [self._SamplingParams(seed=seed + i, **common) for i in range(len(prompts))]
+            params = [self._SamplingParams(seed=request_seed(seed, i), **common)
+                      for i in range(len(prompts))]
         else:
             params = self._SamplingParams(**common)
             if not greedy:

@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import pytest
 
 from ablab import trial  # noqa: E402
 from core.distill.distill import DistillConfig  # noqa: E402

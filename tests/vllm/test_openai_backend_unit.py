@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from core.reasoning.openai_backend import APISample, OpenAIBackend, OpenAIError, _split
+from core.reasoning.openai_backend import APISample, OpenAIBackend, OpenAIError, _split, request_seed
 from core.reasoning.sampling import Sample
 
 KEY = "sk-test-secret-0123456789"
@@ -89,10 +89,10 @@ def test_retries_with_backoff_then_succeeds_and_key_is_never_shown(fake, monkeyp
     out = b.sample(["p0"], n=2, temperature=0.7, max_new_tokens=5, seed=3)
     assert b.retries == 3 and len(srv.requests) == 4
     assert srv.auth[-1] == f"Bearer {KEY}"
-    assert out[0][0] == Sample("p0|0|3", (10, 11, 2), None, "stop")
+    assert out[0][0] == Sample(f"p0|0|{request_seed(3, 0)}", (10, 11, 2), None, "stop")
     assert out[0][1].finish_reason == "length"
     assert srv.requests[-1] == {"model": "m", "prompt": "p0", "max_tokens": 5, "n": 2,
-                                "temperature": 0.7, "top_p": 1.0, "seed": 3}
+                                "temperature": 0.7, "top_p": 1.0, "seed": request_seed(3, 0)}
     assert KEY not in repr(b) and KEY not in json.dumps(vars(b), default=str)
 
 
@@ -121,7 +121,9 @@ def test_concurrent_requests_keep_prompt_order_and_per_prompt_seeds(fake):
     prompts = [f"q{i}" for i in range(9)]
     out = b.sample(prompts, n=3, temperature=1.0, seed=100)
     assert [[s.text for s in g] for g in out] == [
-        [f"q{i}|{k}|{100 + i}" for k in range(3)] for i in range(9)]
+        [f"q{i}|{k}|{request_seed(100, i)}" for k in range(3)] for i in range(9)]
+    seeds = sorted(r["seed"] for r in srv.requests)
+    assert all(b - a > 3 for a, b in zip(seeds, seeds[1:]))  # n seeds per request, apart
     s = out[0][0]  # no ids: the count comes from the log-probs
     assert isinstance(s, APISample) and s.num_tokens == 2 and s.logprobs == (-0.5, -1.5)
     assert not s.tokens_estimated and all(r["logprobs"] == 0 for r in srv.requests)
