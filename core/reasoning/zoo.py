@@ -26,6 +26,7 @@ Calibration on this machine (1 core, nice, 2 cores shared by 3 engineers; val pa
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -89,11 +90,25 @@ def build_zoo(cfg: ZooConfig, out_dir: str | Path, device=None, log=print) -> di
     """Train WC then SE into ``out_dir/wc`` and ``out_dir/se``; ``out_dir/zoo.json`` holds
     parameter counts, val pass@1 and learning curves."""
     out_dir = Path(out_dir)
+    if shipped_zoo_matches(cfg):
+        # The default zoo ships with the code (2.4 MB, built by `python -m core.reasoning.zoo`),
+        # so a new user's first run does not spend ~11 minutes training it.
+        log(f"[zoo] using the shipped zoo in {SHIPPED}")
+        shutil.copytree(SHIPPED, out_dir, dirs_exist_ok=True)
+        return read_zoo(out_dir)
     records = {role: train_zoo_model(cfg, role, out_dir / role, device, log) for role in ROLES}
     ratio = records["se"]["params"] / records["wc"]["params"]
     summary = {"param_ratio": ratio, "models": records, "config": asdict(cfg)}
     (out_dir / "zoo.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+SHIPPED = Path(__file__).with_name("zoo_default")
+
+
+def shipped_zoo_matches(cfg: ZooConfig) -> bool:
+    """True when the zoo shipped beside this file was built from exactly `cfg`."""
+    return (SHIPPED / "zoo.json").exists() and read_zoo(SHIPPED)["config"] == json.loads(json.dumps(asdict(cfg)))
 
 
 def read_zoo(zoo_dir: str | Path) -> dict:
