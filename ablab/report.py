@@ -100,11 +100,14 @@ def build(paths: StudyPaths) -> Report:
 
 
 def _missing(records: list[TrialRecord], ctx: str, variant: str) -> str:
-    """Why an arm has no finished trial: e.g. 'stopped early 3/3'."""
+    """Why an arm has no value: e.g. 'stopped early 3/3', or a metric its trials never
+    reported (an undefined quantity, such as a false positive rate of an empty set)."""
     arm = [r for r in records if r.spec.variant == variant and context_label(r.spec.context) == ctx]
     counts = defaultdict(int)
     for r in arm:
         counts[r.state.value] += 1
+    if arm and counts.get("finished") == len(arm):
+        return "not reported"
     return "; ".join(f"{'stopped early' if k == 'stopped' else k} {n}/{len(arm)}" for k, n in counts.items()) or "no data"
 
 

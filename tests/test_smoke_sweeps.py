@@ -34,7 +34,13 @@ def test_smoke_sweep_runs_end_to_end(path, ray_session, tmp_path, capsys):
     variants = {r.spec.variant for r in records}
     reported = {row["variant"] for row in report["rows"]}
     assert variants <= reported | {r.spec.context_label for r in records}
-    assert all(row["summary_n"] >= 1 for row in report["rows"]), report["rows"]
+    # the selection and test metrics have numbers for every arm; other metrics may be
+    # undefined at smoke scale (the false positive rate of an empty kept set) and say so
+    for row in report["rows"]:
+        if row["metric"] == data["metric"] or row["metric"].startswith("test/"):
+            assert row["summary_n"] >= 1, row
+        else:
+            assert row["summary_n"] >= 1 or row["verdict"] == "not reported", row
     md = (paths.report_dir / "report.md").read_text()
     if data["trainable"] == "distill":
         assert "## Pictures" in md and list(paths.report_dir.glob("pic_*.png"))

@@ -17,9 +17,8 @@ Records are the :class:`~core.reasoning.sampling.Sample` of the "hf" backend:
 
 - ``token_ids``: the server's generated token ids when it returns them (vLLM does with
   ``return_token_ids``, sent when ``return_token_ids=True``; or in the log-probs when the
-  server runs with ``--return-tokens-as-token-ids``). The end-of-sequence token is appended
-  on a "stop" finish when the server omits it and ``eos_token_id`` is given, so the ids
-  match the "hf" records ("up to and including the end token").
+  server runs with ``--return-tokens-as-token-ids``). vLLM's ids end with the end token
+  on a "stop" finish, as the "hf" records do (checked by tests/vllm).
 - Without ids (API models), ``token_ids`` is empty and the sample is an
   :class:`APISample` whose ``num_tokens`` is the count the server reported: the number of
   log-probs when returned, else ``usage.completion_tokens`` (split over the ``n`` choices of
@@ -93,7 +92,6 @@ class OpenAIBackend:
         timeout: float = 600.0,
         logprobs: bool = False,
         return_token_ids: bool = False,
-        eos_token_id: int | None = None,
         seed_requests: bool = True,
         extra_body: dict[str, Any] | None = None,
     ):
@@ -108,7 +106,7 @@ class OpenAIBackend:
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff, self.max_backoff, self.timeout = backoff, max_backoff, timeout
         self.logprobs, self.return_token_ids = logprobs, return_token_ids
-        self.eos_token_id, self.seed_requests = eos_token_id, seed_requests
+        self.seed_requests = seed_requests
         self.extra_body = dict(extra_body or {})
         self.tokens_generated, self.seconds, self.requests, self.retries = 0, 0.0, 0, 0
         self._lock = threading.Lock()
@@ -120,10 +118,9 @@ class OpenAIBackend:
         ``vllm serve MODEL_DIR`` serves it under); ``base_url`` is required."""
         if "base_url" not in kwargs:
             raise ValueError("the openai backend needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        kwargs.pop("device", None)  # the server's business
+        kwargs.pop("batch_size", None)  # the server batches; `concurrency` is ours
         kwargs.setdefault("model", str(model_dir))
-        if kwargs.get("eos_token_id") is None and (Path(model_dir) / "config.json").is_file():
-            kwargs["eos_token_id"] = json.loads((Path(model_dir) / "config.json").read_text()).get(
-                "eos_token_id")
         return cls(**kwargs)
 
     def __repr__(self) -> str:  # no key, ever
@@ -195,10 +192,6 @@ class OpenAIBackend:
                 ids = [int(t.split(":", 1)[1]) for t in lp["tokens"]]
             if ids is not None:
                 ids = [int(t) for t in ids]
-                if (reason == "stop" and self.eos_token_id is not None
-                        and (not ids or ids[-1] != self.eos_token_id)
-                        and (logprobs is None or len(logprobs) == len(ids))):
-                    pass  # stopped by a stop string, or the server dropped the EOS: as returned
                 out.append(Sample(text=texts[k], token_ids=tuple(ids), logprobs=logprobs,
                                   finish_reason=reason))
             elif logprobs is not None:
