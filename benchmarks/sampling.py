@@ -75,7 +75,8 @@ def vllm_worker(model_dir: str, spec_path: str, out_path: str) -> None:
     from core.reasoning.vllm_backend import VLLMBackend
 
     spec = json.loads(Path(spec_path).read_text())
-    b = VLLMBackend(model_dir, seed=0, dtype="float32", max_model_len=spec["max_model_len"])
+    b = VLLMBackend(model_dir, seed=0, dtype="float32", max_model_len=spec["max_model_len"],
+                    seed_mode=spec["seed_mode"])
     try:
         res = timed_run(b, spec["prompts"], spec["settings"])
         res["startup_seconds"] = b.startup_seconds
@@ -99,7 +100,9 @@ def main() -> None:
     ap.add_argument("--top-p", type=float, default=1.0)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--concurrency", type=int, default=64, help="openai: requests in flight")
-    ap.add_argument("--backends", default="hf,vllm,openai")
+    ap.add_argument("--backends", default="hf,vllm,vllm-off,openai",
+                    help="vllm: seed_mode auto (reproducible calls; on CPU the engine core "
+                         "in-process), vllm-off: seed_mode off (engine core in its own process)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
 
@@ -141,17 +144,19 @@ def main() -> None:
 
     if set(backends) & {"vllm", "openai"}:
         side = ensure_side_venv()
-    if "vllm" in backends:
-        spec, out = work / "spec.json", work / "vllm.json"
+    for name, mode in (("vllm", "auto"), ("vllm-off", "off")):
+        if name not in backends:
+            continue
+        spec, out = work / f"{name}.spec.json", work / f"{name}.json"
         spec.write_text(json.dumps({"prompts": prompts, "settings": settings,
-                                    "max_model_len": max_model_len}))
-        with open(work / "vllm.log", "w") as log:
+                                    "max_model_len": max_model_len, "seed_mode": mode}))
+        with open(work / f"{name}.log", "w") as log:
             p = subprocess.run([str(side), __file__, "--vllm-worker", str(model_dir), str(spec),
                                 str(out)], stdout=log, stderr=subprocess.STDOUT, env=side_env())
         if p.returncode:
-            raise SystemExit(f"the vllm leg failed; log: {work / 'vllm.log'}")
-        rows["vllm"] = json.loads(out.read_text())
-        print("vllm", rows["vllm"], flush=True)
+            raise SystemExit(f"the {name} leg failed; log: {work / (name + '.log')}")
+        rows[name] = json.loads(out.read_text())
+        print(name, rows[name], flush=True)
     if "openai" in backends:
         from core.reasoning.openai_backend import OpenAIBackend
 

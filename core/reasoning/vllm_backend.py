@@ -28,7 +28,11 @@ CPU):
   and ``sample`` re-seeds the generators of every worker (``collective_rpc`` and
   :class:`SeedExtension`) before it submits them: the batches and the random draws are
   then the same on every repeat of the call (with the engine core in its own process, its
-  first steps race with the submission of the requests and the samples differ).
+  first steps race with the submission of the requests and the samples differ). The
+  price: on 2 CPU cores it sampled a 14M-parameter model at ~430 tokens/s against ~680
+  with the engine core in its own process (benchmarks/sampling.py).
+- "off": only the construction seed; the engine core in its own process; the fastest on
+  CPU, but a repeated call gives other samples.
 
 On the CPU build set ``VLLM_CPU_KVCACHE_SPACE`` (GiB; 1 is plenty for tiny models, the
 default reserves most of the memory), and call this from under
@@ -92,8 +96,8 @@ class VLLMBackend:
 
         if seed_mode == "auto":
             seed_mode = "engine" if current_platform.is_cpu() else "request"
-        if seed_mode not in ("engine", "request"):
-            raise ValueError(f"unknown seed_mode {seed_mode!r}; allowed: auto, engine, request")
+        if seed_mode not in ("engine", "request", "off"):
+            raise ValueError(f"unknown seed_mode {seed_mode!r}; allowed: auto, engine, request, off")
         self.logprobs, self.seed_mode = logprobs, seed_mode
         kw: dict[str, Any] = dict(model=self.model_dir, seed=seed, dtype=dtype,
                                   tensor_parallel_size=tensor_parallel_size)
@@ -163,7 +167,7 @@ class VLLMBackend:
                       for i in range(len(prompts))]
         else:
             params = self._SamplingParams(**common)
-            if not greedy:
+            if self.seed_mode == "engine" and not greedy:
                 self.llm.collective_rpc("ablab_reseed", args=(seed,))
         t0 = time.perf_counter()
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
