@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -192,12 +193,17 @@ def main() -> None:
         lines.append(f"| {name} | {r['startup_seconds']:.1f} | {r['tokens']} | "
                      f"{r['seconds']:.2f} | {r['tokens_per_s']:,.0f} | "
                      f"{r['tokens_per_s'] / roofline:.1%} |")
+    lines += ["", "vllm: `seed_mode` auto (on CPU \"engine\": engine core in this process, "
+              "re-seeded per call, reproducible); vllm-off: `seed_mode=\"off\"` (engine core in "
+              "its own process, not reproducible per call); openai: `vllm serve` (same engine "
+              f"build), {args.concurrency} requests in flight, no per-request seeds."]
     print("\n" + "\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"params": params, "matmul_flops": flops, "roofline_tokens_per_s": roofline,
              "settings": settings, "prompts": len(prompts), "rows": rows, "command": cmd},
             indent=1))
+    shutil.rmtree(work, ignore_errors=True)  # kept (model, logs) only when a leg failed
 
 
 if __name__ == "__main__":

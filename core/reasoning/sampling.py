@@ -133,10 +133,20 @@ class HFBackend:
 
 
 def make_backend(name: str, model_dir: str | Path, **kwargs) -> SamplingBackend:
-    """A sampling backend by name: "hf" now; "vllm" follows (another issue)."""
+    """A sampling backend by name: "hf", "vllm" (in-process vLLM engine), "openai"
+    (an OpenAI-compatible completions endpoint; needs base_url)."""
     if name == "hf":
         return HFBackend.from_dir(model_dir, **kwargs)
-    raise ValueError(f"unknown sampling backend {name!r}; allowed: hf")
+    # imported here: openai_backend imports this module, and vllm is an optional extra
+    if name == "vllm":
+        from core.reasoning.vllm_backend import VLLMBackend
+
+        return VLLMBackend.from_dir(model_dir, **kwargs)
+    if name == "openai":
+        from core.reasoning.openai_backend import OpenAIBackend
+
+        return OpenAIBackend.from_dir(model_dir, **kwargs)
+    raise ValueError(f"unknown sampling backend {name!r}; allowed: hf, vllm, openai")
 
 
 # --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ was sampled from, after temperature / top-p, as the "hf" backend reports them).
 Seeds. The engine is seeded at construction (``seed``), and ``sample(..., seed=s)`` gives
 the same samples again for the same call on the same device (the ``SamplingBackend``
 contract), in one of two ways (``seed_mode``; "auto" picks the first on GPU, the second on
-CPU):
+CPU), unless ``seed_mode="off"``:
 
 - "request": every prompt's request carries its own seed (a hash of ``(s, prompt
   index)``, see :func:`~core.reasoning.openai_backend.request_seed`: vLLM seeds the ``n``
