@@ -60,10 +60,20 @@ class SamplingConfig:
     """Nucleus sampling."""
     max_new_tokens: int = 48
     """Generation length."""
-    backend: Literal["hf"] = "hf"
-    """Sampling backend ("vllm" follows)."""
+    backend: Literal["hf", "vllm", "openai"] = "hf"
+    """Sampling backend: hf (transformers generate), vllm (in-process engine on the
+    trial's GPU; `pip install -e ".[vllm]"`), openai (an OpenAI-compatible server)."""
+    base_url: str = ""
+    """openai only: the server, e.g. http://127.0.0.1:8000/v1. The model asked for is the
+    generator's directory, the name `vllm serve DIR` serves it under."""
+    api_key_env: str = ""
+    """openai only: the NAME of the environment variable holding the API key (never the key)."""
     seed: int = 0
     """Sampling seed."""
+
+    def __post_init__(self) -> None:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("SamplingConfig.base_url: the openai backend needs base_url")
 
 
 def samples_per_problem(cfg: SamplingConfig, role: str, p_wc: int, p_se: int) -> int:
@@ -159,10 +169,20 @@ def build_samples(model_dir: str | Path, task: Task, n_per_problem: int, cfg: Sa
                   out_dir: str | Path, device=None) -> SampleSet:
     """Sample ``n_per_problem`` solutions of each of the first ``cfg.n_problems`` train
     problems from the model in ``model_dir``; save to ``out_dir``."""
-    if cfg.backend != "hf":
-        raise ValueError(f"unknown sampling backend {cfg.backend!r}; allowed: hf")
-    backend = HFBackend.from_dir(model_dir, device=device)
-    ss = draw_samples(backend, task, task.problems("train", cfg.n_problems), n_per_problem, cfg)
+    from core.reasoning.sampling import make_backend
+
+    extra: dict = {"device": device}
+    if cfg.backend == "openai":
+        extra = {"base_url": cfg.base_url, "api_key_env": cfg.api_key_env or None}
+    elif cfg.backend == "vllm":
+        extra = {"seed": cfg.seed}
+    backend = make_backend(cfg.backend, model_dir, **extra)
+    try:
+        ss = draw_samples(backend, task, task.problems("train", cfg.n_problems), n_per_problem, cfg)
+    finally:
+        close = getattr(backend, "close", None)  # the vllm engine holds the GPU until closed
+        if close is not None:
+            close()
     ss.save(out_dir)
     return ss
 
