@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,8 +113,13 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
     local_store = not prep.tracking_uri.startswith(("http://", "https://"))
     artifacts = paths.mlflow_artifacts.resolve().as_uri() if local_store else None
     tracker = Tracker(prep.tracking_uri, study.tracking.experiment or study.name, artifact_location=artifacts)
-    tracker.check_reachable()
-    init_ray(address, study)
+    # MLflow's first contact (creating the SQLite schema takes seconds) overlaps Ray's start-up.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        tracking_ready = pool.submit(lambda: (tracker.check_reachable(), tracker.experiment_id))
+        try:
+            init_ray(address, study)
+        finally:
+            tracking_ready.result()  # a tracking error is raised here, before any trial starts
 
     storage = str(paths.storage.resolve())
     if prep.resuming:

@@ -66,15 +66,18 @@ storage: {tmp / 'results'}
     subprocess.run([sys.executable, "-m", "ablab.cli", "run", str(sweep), "--no-live"], check=True, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.time() - start
-    compute, first_start = 0.0, float("inf")
+    compute, first_start, last_end = 0.0, float("inf"), 0.0
     for log in (tmp / "results/overhead/trials").glob("*.jsonl"):
         for line in log.read_text().splitlines():
             e = json.loads(line)
             if e["event"] == "start":
                 first_start = min(first_start, e["t"])
+            if e["event"] == "end":
+                last_end = max(last_end, e["t"])
             if e["event"] == "result":
                 compute += e["metrics"]["time/work_s"]
-    return {"wall": wall, "compute": compute, "to_first_trial": first_start - start}
+    return {"wall": wall, "compute": compute, "to_first_trial": first_start - start,
+            "trials_span": last_end - first_start, "after_last_trial": start + wall - last_end}
 
 
 def main() -> None:
@@ -112,8 +115,13 @@ def main() -> None:
         print(f"| {name} | {wall:.1f} | {compute:.1f} | {eff:.1%} | {eff / pool_eff:.2f}x |")
     overhead = (ab["wall"] * cores - ab["compute"]) / args.trials
     print()
-    print(f"ablab per-trial overhead: {overhead:.2f} s of core time per trial "
-          f"((wall x cores - compute) / trials); `ablab run` to first trial start: {ab['to_first_trial']:.1f} s")
+    steady = ab["compute"] / (ab["trials_span"] * cores)
+    per_trial = (ab["trials_span"] * cores - ab["compute"]) / args.trials
+    print(f"ablab, whole command: {overhead:.2f} s of core time per trial ((wall x cores - compute) / trials).")
+    print(f"ablab, from first trial start to last trial end: efficiency {steady:.1%} "
+          f"({steady / pool_eff:.2f}x Pool), {per_trial:.2f} s of core time per trial.")
+    print(f"fixed costs: `ablab run` to first trial start {ab['to_first_trial']:.1f} s "
+          f"(Ray and MLflow start-up); after the last trial {ab['after_last_trial']:.1f} s (report, shutdown).")
 
 
 if __name__ == "__main__":
