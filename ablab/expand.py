@@ -133,8 +133,23 @@ def _refuse_secrets(study: Study, file: str | None) -> None:
             )
 
 
+MAX_TRIALS = 100_000  # a hard ceiling, above the --yes threshold: no study that large is meant
+
+
+def count_trials(study: Study) -> int:
+    """The number of trials, computed without building them (a huge grid must fail fast, not swap)."""
+    n_points = 1
+    for values in study.grid.values():
+        n_points *= len(values)
+    return n_points * len(variants(study)) * len(study.seeds)
+
+
 def expand(study: Study, file: str | None = None) -> list[TrialSpec]:
     """All trials of the study, each config validated against the trainable's Config."""
+    n = count_trials(study)
+    if n > MAX_TRIALS:
+        raise UserError(f"this study expands to {n} trials (at most {MAX_TRIALS})", file=file,
+                        hint="check grid/ablations/seeds")
     _refuse_secrets(study, file)
     try:
         module = registry.load(study.trainable)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ablab.errors import UserError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+MAX_SEEDS = 1000
 Scalar = Union[bool, int, float, str, None]
 # A variant value: one setting of `part`, or several settings applied together
 # ({dotted.key: value}) for ablations that change more than one key.
@@ -149,6 +150,9 @@ class Study(_Strict):
         if isinstance(v, int) and not isinstance(v, bool):
             if v < 1:
                 raise ValueError("a number of seeds must be at least 1")
+            if v > MAX_SEEDS:
+                # checked before range() is listed: a typo like 10000000000 must not eat the memory
+                raise ValueError(f"at most {MAX_SEEDS} seeds")
             return list(range(v))
         return v
 
@@ -157,6 +161,8 @@ class Study(_Strict):
     def _seed_values(cls, v: list[int]) -> list[int]:
         if not v:
             raise ValueError("needs at least one seed")
+        if len(v) > MAX_SEEDS:
+            raise ValueError(f"at most {MAX_SEEDS} seeds")
         if any(s < 0 for s in v):
             raise ValueError("seeds must be >= 0")
         if len(set(v)) != len(v):
