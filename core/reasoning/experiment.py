@@ -31,7 +31,7 @@ from core.reasoning.evaluate import EvalConfig, evaluate
 from core.reasoning.filters import FilterConfig, apply_filter
 from core.reasoning.models import default_device, load_causal_lm
 from core.reasoning.pipeline import (
-    SampleSet, SamplingConfig, build_reward_model, build_samples, kept_examples, kept_metrics,
+    Backends, SampleSet, SamplingConfig, build_reward_model, build_samples, kept_examples, kept_metrics,
     paradigm_roles, sample_metrics, samples_per_problem,
 )
 from core.reasoning.rewards import ExactStepPRM, LearnedRM, RMConfig
@@ -102,15 +102,20 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
 
     # 1-2. zoo and samples (shared stages) ----------------------------------------------
     zoo_dir = zoo_stage(cfg, stage, device, log)
-    ss, n = samples_stage(cfg, gen, zoo_dir, stage, device)
-
-    # 3-4. verifier and filter ----------------------------------------------------------
     prm = orm = None
     f = cfg.filter
-    if f.method == "process":
-        prm = ExactStepPRM(task) if f.prm == "exact" else _verifier(cfg, "prm", gen, zoo_dir, task, stage, device)
-    elif f.method == "orm":
-        orm = _verifier(cfg, "orm", gen, zoo_dir, task, stage, device)
+    # one backend per generator for all of the trial's sampling; closed before SFT (a vLLM
+    # engine holds the GPU)
+    with Backends(cfg.sampling, device) as backends:
+        ss, n = samples_stage(cfg, gen, zoo_dir, stage, device, backends)
+
+        # 3-4. verifier and filter ------------------------------------------------------
+        if f.method == "process" and f.prm == "exact":
+            prm = ExactStepPRM(task)
+        elif f.method == "process":
+            prm = _verifier(cfg, "prm", gen, zoo_dir, task, stage, device, backends)
+        elif f.method == "orm":
+            orm = _verifier(cfg, "orm", gen, zoo_dir, task, stage, device, backends)
     kept = apply_filter(f, task, ss.problems, ss.texts(), prm=prm, orm=orm)
     data = {**sample_metrics(ss), **kept_metrics(ss, kept), "data/samples_per_problem": float(n)}
     examples = kept_examples(task, ss, kept)
@@ -143,23 +148,32 @@ def zoo_stage(cfg: ExperimentConfig, stage: Stage, device=None, log=print) -> Pa
 
 
 def samples_stage(cfg: ExperimentConfig, gen: str, zoo_dir: Path, stage: Stage,
-                  device=None) -> tuple[SampleSet, int]:
+                  device=None, backends: Backends | None = None) -> tuple[SampleSet, int]:
     """The sample set of generator ``gen`` at its budget under ``cfg.sampling`` (seeded by
-    ``cfg.seed``), and its samples per problem."""
+    ``cfg.seed``), and its samples per problem. ``backends`` lends the sampling backend
+    (a new one, closed after, when not given)."""
     task = ArithTask(cfg.zoo.task)
     sampling = _with_seed(cfg.sampling, cfg.seed)
     params = {r: m["params"] for r, m in read_zoo(zoo_dir)["models"].items()}
     n = samples_per_problem(sampling, gen, params["wc"], params["se"])
     samples_dir = stage(
         "samples", {"zoo": asdict(cfg.zoo), "generator": gen, "n": n, "sampling": asdict(sampling)},
-        lambda p: build_samples(zoo_dir / gen, task, n, sampling, p, device or default_device()))
+        lambda p: _with_backend(backends, sampling, device, lambda b: build_samples(
+            b.get(gen, zoo_dir / gen), task, n, sampling, p)))
     return SampleSet.load(samples_dir), n
+
+
+def _with_backend(backends: Backends | None, sampling: SamplingConfig, device, use):
+    if backends is not None:
+        return use(backends)
+    with Backends(sampling, device or default_device()) as own:
+        return use(own)
 
 
 def verifier_stage(cfg: ExperimentConfig, kind: str, gen: str, zoo_dir: Path, stage: Stage,
                    device=None) -> LearnedRM:
     """The ORM or learned PRM for generator ``gen``'s samples."""
-    return _verifier(cfg, kind, gen, zoo_dir, ArithTask(cfg.zoo.task), stage, device or default_device())
+    return _verifier(cfg, kind, gen, zoo_dir, ArithTask(cfg.zoo.task), stage, device or default_device(), None)
 
 
 def _val_pass1(runner: SFTRunner) -> float:
@@ -174,7 +188,7 @@ def _val_pass1(runner: SFTRunner) -> float:
 
 
 def _verifier(cfg: ExperimentConfig, kind: str, gen: str, zoo_dir: Path, task,
-              stage: Stage, device) -> LearnedRM:
+              stage: Stage, device, backends: Backends | None) -> LearnedRM:
     """A verifier trained on the generator's samples of separate (pretrain) problems."""
     rm_cfg = _with_seed(cfg.rm, cfg.seed)
     key = {"zoo": asdict(cfg.zoo), "generator": gen, "kind": kind, "rm": asdict(rm_cfg),
@@ -184,9 +198,9 @@ def _verifier(cfg: ExperimentConfig, kind: str, gen: str, zoo_dir: Path, task,
         samp = _with_seed(cfg.sampling, rm_cfg.seed)
         from core.reasoning.pipeline import draw_samples
 
-        backend = HFBackend.from_dir(zoo_dir / gen, device=device)
-        ss = draw_samples(backend, task, task.problems("pretrain", rm_cfg.n_problems),
-                          rm_cfg.samples_per_problem, samp)
+        ss = _with_backend(backends, cfg.sampling, device, lambda b: draw_samples(
+            b.get(gen, zoo_dir / gen), task, task.problems("pretrain", rm_cfg.n_problems),
+            rm_cfg.samples_per_problem, samp))
         build_reward_model(zoo_dir / rm_cfg.base, task, ss, kind, rm_cfg, path, device=device)
 
     rm_dir = stage(kind, key, build)

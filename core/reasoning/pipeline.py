@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
 from core.reasoning.metrics import Judged, filter_metrics, judge, sample_set_metrics
-from core.reasoning.sampling import HFBackend, sampling_budget
+from core.reasoning.sampling import SamplingBackend, sampling_budget
 from core.reasoning.sft import Example
 from core.reasoning.tasks import Problem, Task
 
@@ -45,6 +45,22 @@ PARADIGMS: dict[str, tuple[str, str]] = {  # name -> (generator role, student ro
 
 
 @dataclass(frozen=True)
+class Generator:
+    """Where one role's samples come from when it is not the zoo model itself served under
+    its directory: an API model, or a model on its own server, with its price."""
+
+    model: str = ""
+    """openai: the name the server knows the model by (an API model such as
+    gemini-1.5-flash); "" = the role's zoo directory, the name `vllm serve DIR` uses."""
+    base_url: str = ""
+    """openai: this role's server when it is not ``sampling.base_url`` (a `vllm serve`
+    serves one model, so WC and SE on two servers need two URLs)."""
+    price_per_token: float = 0.0
+    """Price per output token. Set for both roles to match the budgets by price instead
+    of parameter count (API models, whose parameter counts are unknown)."""
+
+
+@dataclass(frozen=True)
 class SamplingConfig:
     """How the generators sample solutions to the training problems."""
 
@@ -53,7 +69,8 @@ class SamplingConfig:
     s_se: int = 4
     """Samples per problem of the SE model; WC's follow from ``match``."""
     match: Literal["compute", "number"] = "compute"
-    """compute: S_WC = round(P_SE / P_WC * S_SE); number: S_WC = S_SE."""
+    """compute: S_WC = round(P_SE / P_WC * S_SE) (P: parameters, or price per token when
+    both roles have one); number: S_WC = S_SE."""
     temperature: float = 0.7
     """Sampling temperature."""
     top_p: float = 1.0
@@ -65,21 +82,78 @@ class SamplingConfig:
     trial's GPU; `pip install -e ".[vllm]"`), openai (an OpenAI-compatible server)."""
     base_url: str = ""
     """openai only: the server, e.g. http://127.0.0.1:8000/v1. The model asked for is the
-    generator's directory, the name `vllm serve DIR` serves it under."""
+    generator's directory, the name `vllm serve DIR` serves it under (or ``wc.model`` /
+    ``se.model``)."""
     api_key_env: str = ""
     """openai only: the NAME of the environment variable holding the API key (never the key)."""
+    tensor_parallel: int = 1
+    """vllm only: GPUs per engine (tensor parallel); give the trial as many (resources.gpu)."""
+    wc: Generator = field(default_factory=Generator)
+    """The weak-cheap generator's endpoint and price (openai / price matching)."""
+    se: Generator = field(default_factory=Generator)
+    """The strong-expensive generator's endpoint and price."""
     seed: int = 0
     """Sampling seed."""
 
     def __post_init__(self) -> None:
-        if self.backend == "openai" and not self.base_url:
-            raise ValueError("SamplingConfig.base_url: the openai backend needs base_url")
+        if self.backend == "openai" and not (self.base_url or (self.wc.base_url and self.se.base_url)):
+            raise ValueError("SamplingConfig.base_url: the openai backend needs base_url "
+                             "(or wc.base_url and se.base_url)")
+        priced = [g.price_per_token > 0 for g in (self.wc, self.se)]
+        if any(priced) and not all(priced):
+            raise ValueError("SamplingConfig.wc.price_per_token: give a price for both wc and se, or neither")
+        if self.tensor_parallel < 1:
+            raise ValueError("SamplingConfig.tensor_parallel: must be >= 1")
 
 
 def samples_per_problem(cfg: SamplingConfig, role: str, p_wc: int, p_se: int) -> int:
-    """S for ``role`` under ``cfg``'s budget (parameter counts of the zoo)."""
-    s_wc, s_se = sampling_budget(cfg.match, cfg.s_se, p_se, p_wc)
+    """S for ``role`` under ``cfg``'s budget: parameter counts of the zoo, or the roles'
+    prices per token when both are given."""
+    cost_wc, cost_se = (cfg.wc.price_per_token, cfg.se.price_per_token) if cfg.wc.price_per_token > 0 else (p_wc, p_se)
+    s_wc, s_se = sampling_budget(cfg.match, cfg.s_se, cost_se, cost_wc)
     return {"wc": s_wc, "se": s_se}[role]
+
+
+class Backends:
+    """A trial's sampling backends, one per generator, built on first use and reused by
+    every sampling call of the trial (its samples and its verifier's training samples), so
+    a vLLM engine starts once. Close it (or use ``with``) before training: the engine
+    holds the GPU."""
+
+    def __init__(self, cfg: SamplingConfig, device=None):
+        self.cfg, self.device = cfg, device
+        self._open: dict[tuple[str, str], SamplingBackend] = {}
+
+    def get(self, role: str, model_dir: str | Path) -> SamplingBackend:
+        from core.reasoning.sampling import make_backend
+
+        key = (role, str(model_dir))
+        if key not in self._open:
+            self._open[key] = make_backend(self.cfg.backend, model_dir, **self._options(role))
+        return self._open[key]
+
+    def _options(self, role: str) -> dict:
+        c = self.cfg
+        if c.backend == "openai":
+            g: Generator = getattr(c, role)
+            options = {"base_url": g.base_url or c.base_url, "api_key_env": c.api_key_env or None}
+            return options | ({"model": g.model} if g.model else {})
+        if c.backend == "vllm":
+            return {"seed": c.seed, "tensor_parallel_size": c.tensor_parallel}
+        return {"device": self.device}
+
+    def close(self) -> None:
+        for backend in self._open.values():
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+        self._open.clear()
+
+    def __enter__(self) -> "Backends":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def paradigm_roles(paradigm: str) -> tuple[str, str]:
@@ -125,7 +199,7 @@ class SampleSet:
         return cls(problems, groups, meta["tokens"], meta["seconds"])
 
 
-def draw_samples(backend: HFBackend, task: Task, problems: Sequence[Problem], n: int,
+def draw_samples(backend: SamplingBackend, task: Task, problems: Sequence[Problem], n: int,
                  cfg: SamplingConfig) -> SampleSet:
     """``n`` samples for each problem, judged exactly."""
     t0, tok0 = time.perf_counter(), backend.tokens_generated
@@ -165,24 +239,11 @@ def kept_metrics(ss: SampleSet, kept: Sequence[Sequence[bool]]) -> dict[str, flo
 # Stage builders: each writes one directory from its config and its input directories.
 
 
-def build_samples(model_dir: str | Path, task: Task, n_per_problem: int, cfg: SamplingConfig,
-                  out_dir: str | Path, device=None) -> SampleSet:
+def build_samples(backend: SamplingBackend, task: Task, n_per_problem: int, cfg: SamplingConfig,
+                  out_dir: str | Path) -> SampleSet:
     """Sample ``n_per_problem`` solutions of each of the first ``cfg.n_problems`` train
-    problems from the model in ``model_dir``; save to ``out_dir``."""
-    from core.reasoning.sampling import make_backend
-
-    extra: dict = {"device": device}
-    if cfg.backend == "openai":
-        extra = {"base_url": cfg.base_url, "api_key_env": cfg.api_key_env or None}
-    elif cfg.backend == "vllm":
-        extra = {"seed": cfg.seed}
-    backend = make_backend(cfg.backend, model_dir, **extra)
-    try:
-        ss = draw_samples(backend, task, task.problems("train", cfg.n_problems), n_per_problem, cfg)
-    finally:
-        close = getattr(backend, "close", None)  # the vllm engine holds the GPU until closed
-        if close is not None:
-            close()
+    problems with ``backend``; save to ``out_dir``."""
+    ss = draw_samples(backend, task, task.problems("train", cfg.n_problems), n_per_problem, cfg)
     ss.save(out_dir)
     return ss
 

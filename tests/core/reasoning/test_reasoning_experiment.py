@@ -59,3 +59,23 @@ def test_toy_experiment_resumes_from_state(tmp_path):
     resumed = list(run(TOY, stage, state=first_two[-1][2], device="cpu", log=lambda *_: None))
     assert [s for s, _, _ in first_two + resumed] == [s for s, _, _ in full]
     assert resumed[-1][1]["test/pass_at_1"] == pytest.approx(full[-1][1]["test/pass_at_1"])
+
+
+def test_one_backend_per_generator_serves_samples_and_verifier(tmp_path, monkeypatch):
+    """The trial's sampling backend (a vLLM engine on a GPU) is built once and serves both
+    the training samples and the verifier's samples."""
+    import core.reasoning.sampling as sampling
+
+    built = []
+    real = sampling.make_backend
+
+    def counting(name, model_dir, **kw):
+        built.append((name, str(model_dir)))
+        return real(name, model_dir, **kw)
+
+    monkeypatch.setattr(sampling, "make_backend", counting)
+    cfg = replace(TOY, filter=FilterConfig(method="orm", top_k=1))
+    list(run(cfg, local_stage(tmp_path), device="cpu", log=lambda *_: None))
+    names = sorted(p.name.split("-")[0] for p in tmp_path.iterdir())
+    assert names == ["orm", "samples", "zoo"]  # both sampling stages were built here
+    assert len(built) == 1 and built[0][1].endswith("/wc"), built

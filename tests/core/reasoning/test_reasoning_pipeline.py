@@ -85,3 +85,30 @@ def test_paradigms_and_budgets():
     cfg = SamplingConfig(s_se=2)
     assert samples_per_problem(cfg, "wc", p_wc=100, p_se=350) == 7
     assert samples_per_problem(cfg, "se", p_wc=100, p_se=350) == 2
+
+
+def test_budgets_by_price_when_both_roles_have_one():
+    from core.reasoning.pipeline import Generator
+
+    # the paper's Gemini Flash vs Pro: WC's output tokens cost a quarter of SE's here
+    cfg = SamplingConfig(s_se=3, wc=Generator(price_per_token=0.15), se=Generator(price_per_token=0.6))
+    assert samples_per_problem(cfg, "wc", p_wc=100, p_se=350) == 12  # prices, not parameters
+    assert samples_per_problem(cfg, "se", p_wc=100, p_se=350) == 3
+    with pytest.raises(ValueError, match="both wc and se"):
+        SamplingConfig(wc=Generator(price_per_token=0.15))
+    with pytest.raises(ValueError, match="base_url"):
+        SamplingConfig(backend="openai", wc=Generator(base_url="http://a/v1"))
+
+
+def test_backends_give_each_role_its_endpoint_and_build_each_once(tmp_path, monkeypatch):
+    from core.reasoning.pipeline import Backends, Generator
+
+    monkeypatch.setenv("MY_KEY", "sk-not-a-real-key")
+    cfg = SamplingConfig(backend="openai", base_url="http://127.0.0.1:1/v1", api_key_env="MY_KEY",
+                         se=Generator(model="gemini-pro", base_url="http://127.0.0.1:2/v1"))
+    with Backends(cfg) as backends:
+        wc = backends.get("wc", tmp_path / "wc")
+        se = backends.get("se", tmp_path / "se")
+        assert (wc.base_url, wc.model) == ("http://127.0.0.1:1/v1", str(tmp_path / "wc"))
+        assert (se.base_url, se.model) == ("http://127.0.0.1:2/v1", "gemini-pro")
+        assert backends.get("wc", tmp_path / "wc") is wc  # reused, not rebuilt
