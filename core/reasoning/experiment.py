@@ -29,7 +29,7 @@ import torch
 
 from core.reasoning.evaluate import EvalConfig, evaluate
 from core.reasoning.filters import FilterConfig, apply_filter
-from core.reasoning.models import default_device, load_causal_lm
+from core.reasoning.models import count_params, default_device, load_causal_lm
 from core.reasoning.pipeline import (
     Backends, SampleSet, SamplingConfig, build_reward_model, build_samples, kept_examples, kept_metrics,
     paradigm_roles, sample_metrics, samples_per_problem,
@@ -37,10 +37,40 @@ from core.reasoning.pipeline import (
 from core.reasoning.rewards import ExactStepPRM, LearnedRM, RMConfig
 from core.reasoning.sampling import HFBackend
 from core.reasoning.sft import SFTConfig, SFTRunner
-from core.reasoning.tasks import ArithTask
+from core.reasoning.tasks import Task, TaskConfig, make_task
 from core.reasoning.zoo import ZooConfig, build_zoo, read_zoo
 
 Stage = Callable[[str, object, Callable[[Path], None]], Path]
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Real models instead of the zoo: any Hugging Face causal-LM directory as the weak-cheap
+    and strong-expensive generator, student and verifier base (on a GPU cluster, e.g.
+    Gemma 2B and 9B). Both or neither; with both, no zoo is trained."""
+
+    wc_dir: str = ""
+    """The weak-cheap model's directory."""
+    se_dir: str = ""
+    """The strong-expensive model's directory."""
+
+    def __post_init__(self) -> None:
+        if bool(self.wc_dir) != bool(self.se_dir):
+            raise ValueError("ModelsConfig.wc_dir: give both wc_dir and se_dir, or neither (the zoo)")
+
+    @property
+    def given(self) -> bool:
+        return bool(self.wc_dir)
+
+
+@dataclass(frozen=True)
+class Models:
+    """The two roles' directories and parameter counts, from the zoo or from ``models``."""
+
+    dirs: dict[str, Path]
+    params: dict[str, int]
+    source: dict
+    """What the models are, for the keys of the stages built from them."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +81,11 @@ class ExperimentConfig:
                       "weak_to_strong_removed"] = "weak_to_strong"
     """Who generates and who learns (see core.reasoning.pipeline)."""
     zoo: ZooConfig = field(default_factory=ZooConfig)
-    """The WC/SE zoo (and the task)."""
+    """The WC/SE zoo of tiny LMs (and the procedural task's settings)."""
+    task: TaskConfig = field(default_factory=TaskConfig)
+    """The problems: arith (the zoo's procedural task), gsm8k files or a reasoning-gym dataset."""
+    models: ModelsConfig = field(default_factory=lambda: ModelsConfig())
+    """Hugging Face directories standing in for the zoo's WC and SE models."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """Sampling of the training problems."""
     filter: FilterConfig = field(default_factory=FilterConfig)
@@ -67,6 +101,13 @@ class ExperimentConfig:
     """Validation problems for early stopping."""
     seed: int = 0
     """Seeds sampling, verifier and SFT (the zoo keeps its own seed: it is shared)."""
+
+    def __post_init__(self) -> None:
+        if self.filter.method == "process" and self.task.kind != "arith":
+            # both PRMs need exact step labels: the step checker is one, the learned PRM
+            # is trained on them, and only the procedural task has them
+            raise ValueError(f"ExperimentConfig.filter.method: process needs task.kind arith "
+                             f"(exact step labels), not {self.task.kind}")
 
 
 def config_hash(obj) -> str:
@@ -97,31 +138,31 @@ def local_stage(root: str | Path) -> Stage:
 def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
         device=None, log=print) -> Iterator[tuple[int, dict[str, float], dict]]:
     device = device or default_device()
-    task = ArithTask(cfg.zoo.task)
+    task = experiment_task(cfg)
     gen, student = paradigm_roles(cfg.paradigm)
 
-    # 1-2. zoo and samples (shared stages) ----------------------------------------------
-    zoo_dir = zoo_stage(cfg, stage, device, log)
+    # 1-2. models (the zoo: a shared stage) and samples (shared) ---------------------------
+    models = resolve_models(cfg, stage, device, log)
     prm = orm = None
     f = cfg.filter
     # one backend per generator for all of the trial's sampling; closed before SFT (a vLLM
     # engine holds the GPU)
     with Backends(cfg.sampling, device) as backends:
-        ss, n = samples_stage(cfg, gen, zoo_dir, stage, device, backends)
+        ss, n = samples_stage(cfg, gen, models, stage, device, backends)
 
         # 3-4. verifier and filter ------------------------------------------------------
         if f.method == "process" and f.prm == "exact":
             prm = ExactStepPRM(task)
         elif f.method == "process":
-            prm = _verifier(cfg, "prm", gen, zoo_dir, task, stage, device, backends)
+            prm = _verifier(cfg, "prm", gen, models, task, stage, device, backends)
         elif f.method == "orm":
-            orm = _verifier(cfg, "orm", gen, zoo_dir, task, stage, device, backends)
+            orm = _verifier(cfg, "orm", gen, models, task, stage, device, backends)
     kept = apply_filter(f, task, ss.problems, ss.texts(), prm=prm, orm=orm)
     data = {**sample_metrics(ss), **kept_metrics(ss, kept), "data/samples_per_problem": float(n)}
     examples = kept_examples(task, ss, kept)
 
     # 5. SFT of the student, resumable ----------------------------------------------------
-    model, tok = load_causal_lm(zoo_dir / student, device=device)
+    model, tok = load_causal_lm(models.dirs[student], device=device)
     val = task.problems("val", cfg.val_size)
     runner = SFTRunner(model, tok, task, examples, val, _with_seed(cfg.sft, cfg.seed))
     if state is not None:
@@ -142,24 +183,39 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
     yield runner.step + 1, {**data, **test, "val/best_pass_at_1": max(runner.best, 0.0)}, runner.state_dict()
 
 
+def experiment_task(cfg: ExperimentConfig) -> Task:
+    return make_task(cfg.task, cfg.zoo.task)
+
+
 def zoo_stage(cfg: ExperimentConfig, stage: Stage, device=None, log=print) -> Path:
     """The WC/SE zoo's directory (built on first use)."""
     return stage("zoo", cfg.zoo, lambda p: build_zoo(cfg.zoo, p, device or default_device(), log))
 
 
-def samples_stage(cfg: ExperimentConfig, gen: str, zoo_dir: Path, stage: Stage,
+def resolve_models(cfg: ExperimentConfig, stage: Stage, device=None, log=print) -> Models:
+    """The WC and SE models: the given directories, or the zoo (built on first use)."""
+    task_key = {} if cfg.task == TaskConfig() else {"task": asdict(cfg.task)}
+    if cfg.models.given:
+        dirs = {"wc": Path(cfg.models.wc_dir), "se": Path(cfg.models.se_dir)}
+        return Models(dirs, {r: count_params(d) for r, d in dirs.items()},
+                      {"models": asdict(cfg.models), **task_key})
+    zoo_dir = zoo_stage(cfg, stage, device, log)
+    params = {r: m["params"] for r, m in read_zoo(zoo_dir)["models"].items()}
+    return Models({r: zoo_dir / r for r in params}, params, {"zoo": asdict(cfg.zoo), **task_key})
+
+
+def samples_stage(cfg: ExperimentConfig, gen: str, models: Models, stage: Stage,
                   device=None, backends: Backends | None = None) -> tuple[SampleSet, int]:
     """The sample set of generator ``gen`` at its budget under ``cfg.sampling`` (seeded by
     ``cfg.seed``), and its samples per problem. ``backends`` lends the sampling backend
     (a new one, closed after, when not given)."""
-    task = ArithTask(cfg.zoo.task)
+    task = experiment_task(cfg)
     sampling = _with_seed(cfg.sampling, cfg.seed)
-    params = {r: m["params"] for r, m in read_zoo(zoo_dir)["models"].items()}
-    n = samples_per_problem(sampling, gen, params["wc"], params["se"])
+    n = samples_per_problem(sampling, gen, models.params["wc"], models.params["se"])
     samples_dir = stage(
-        "samples", {"zoo": asdict(cfg.zoo), "generator": gen, "n": n, "sampling": asdict(sampling)},
+        "samples", {**models.source, "generator": gen, "n": n, "sampling": asdict(sampling)},
         lambda p: _with_backend(backends, sampling, device, lambda b: build_samples(
-            b.get(gen, zoo_dir / gen), task, n, sampling, p)))
+            b.get(gen, models.dirs[gen]), task, n, sampling, p)))
     return SampleSet.load(samples_dir), n
 
 
@@ -168,12 +224,6 @@ def _with_backend(backends: Backends | None, sampling: SamplingConfig, device, u
         return use(backends)
     with Backends(sampling, device or default_device()) as own:
         return use(own)
-
-
-def verifier_stage(cfg: ExperimentConfig, kind: str, gen: str, zoo_dir: Path, stage: Stage,
-                   device=None) -> LearnedRM:
-    """The ORM or learned PRM for generator ``gen``'s samples."""
-    return _verifier(cfg, kind, gen, zoo_dir, ArithTask(cfg.zoo.task), stage, device or default_device(), None)
 
 
 def _val_pass1(runner: SFTRunner) -> float:
@@ -187,11 +237,11 @@ def _val_pass1(runner: SFTRunner) -> float:
     return acc
 
 
-def _verifier(cfg: ExperimentConfig, kind: str, gen: str, zoo_dir: Path, task,
+def _verifier(cfg: ExperimentConfig, kind: str, gen: str, models: Models, task,
               stage: Stage, device, backends: Backends | None) -> LearnedRM:
     """A verifier trained on the generator's samples of separate (pretrain) problems."""
     rm_cfg = _with_seed(cfg.rm, cfg.seed)
-    key = {"zoo": asdict(cfg.zoo), "generator": gen, "kind": kind, "rm": asdict(rm_cfg),
+    key = {**models.source, "generator": gen, "kind": kind, "rm": asdict(rm_cfg),
            "sampling": asdict(cfg.sampling)}
 
     def build(path: Path) -> None:
@@ -199,13 +249,12 @@ def _verifier(cfg: ExperimentConfig, kind: str, gen: str, zoo_dir: Path, task,
         from core.reasoning.pipeline import draw_samples
 
         ss = _with_backend(backends, cfg.sampling, device, lambda b: draw_samples(
-            b.get(gen, zoo_dir / gen), task, task.problems("pretrain", rm_cfg.n_problems),
+            b.get(gen, models.dirs[gen]), task, task.problems("pretrain", rm_cfg.n_problems),
             rm_cfg.samples_per_problem, samp))
-        build_reward_model(zoo_dir / rm_cfg.base, task, ss, kind, rm_cfg, path, device=device)
+        build_reward_model(models.dirs[rm_cfg.base], task, ss, kind, rm_cfg, path, device=device)
 
     rm_dir = stage(kind, key, build)
-    rm = LearnedRM.from_lm_dir(rm_dir, task, kind, device=device)
-    return rm
+    return LearnedRM.from_lm_dir(rm_dir, task, kind, device=device)
 
 
 def _with_seed(c, seed: int):

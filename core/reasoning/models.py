@@ -68,6 +68,17 @@ def num_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def count_params(path: str | Path) -> int:
+    """The parameter count of a Hugging Face model directory, without loading its weights
+    (built on the meta device: a 9B model costs no memory)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return num_params(model)
+
+
 def save_hf_dir(model, tokenizer, path: str | Path) -> Path:
     """Save model + tokenizer as a plain Hugging Face directory."""
     path = Path(path)

@@ -426,10 +426,60 @@ class ReasoningGymTask:
         pred = self.final_answer(text)
         if pred is None:
             return False
-        entry, ds = self._entries.get(problem.id), self._scorers.get(problem.id)
-        if entry is None:  # a problem not made by this instance: compare answers
+        found = self._entry(problem)
+        if found is None:  # not one of this dataset's problems: compare answers
             return answers_match(pred, problem.answer)
+        entry, ds = found
         return float(ds.score_answer(pred, entry)) >= 1.0
+
+    def _entry(self, problem: Problem):
+        """The dataset entry and its scorer. A problem made by another instance (samples
+        loaded from the stage cache by another trial) is rebuilt from its id: item i of a
+        reasoning-gym dataset depends on the seed and i only, not on the dataset's size."""
+        if problem.id not in self._entries:
+            m = re.fullmatch(rf"{re.escape(self.name)}-(\w+)-(\d+)", problem.id)
+            if m is None or m.group(1) not in SPLITS:
+                return None
+            i = int(m.group(2))
+            ds = self._rg.create_dataset(self.dataset, size=i + 1, seed=self.seed * 10 + SPLITS.index(m.group(1)),
+                                         **self.kwargs)
+            self._entries[problem.id], self._scorers[problem.id] = ds[i], ds
+        return self._entries[problem.id], self._scorers[problem.id]
 
     def step_labels(self, problem: Problem, text: str) -> None:
         return None
+
+
+# --------------------------------------------------------------------------------------
+# choosing a task from a config
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Which problems an experiment samples, filters, trains and tests on."""
+
+    kind: Literal["arith", "gsm8k", "reasoning_gym"] = "arith"
+    """arith: the procedural task (its settings are the zoo's, ``zoo.task``); gsm8k:
+    GSM8K-format files (``gsm8k.train_path``, ``gsm8k.test_path``; absolute paths, or on
+    the cluster's shared storage); reasoning_gym: the dataset ``gym_dataset``."""
+    gsm8k: GSM8KConfig = field(default_factory=GSM8KConfig)
+    """The GSM8K-format files (kind gsm8k)."""
+    gym_dataset: str = ""
+    """A reasoning-gym dataset name, e.g. basic_arithmetic (kind reasoning_gym)."""
+    gym_seed: int = 0
+    """Seed of the reasoning-gym problem streams."""
+
+    def __post_init__(self) -> None:
+        if self.kind == "gsm8k" and not (self.gsm8k.train_path and self.gsm8k.test_path):
+            raise ValueError("TaskConfig.gsm8k.train_path: kind gsm8k needs gsm8k.train_path and gsm8k.test_path")
+        if self.kind == "reasoning_gym" and not self.gym_dataset:
+            raise ValueError("TaskConfig.gym_dataset: kind reasoning_gym needs a dataset name")
+
+
+def make_task(cfg: TaskConfig, arith: ArithConfig) -> Task:
+    """The task of ``cfg``; ``arith`` configures the procedural one."""
+    if cfg.kind == "gsm8k":
+        return GSM8KTask(cfg.gsm8k)
+    if cfg.kind == "reasoning_gym":
+        return ReasoningGymTask(cfg.gym_dataset, seed=cfg.gym_seed)
+    return ArithTask(arith)

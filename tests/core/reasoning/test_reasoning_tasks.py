@@ -99,3 +99,16 @@ def test_math_verify_compares_non_numeric_answers():
     pytest.importorskip("math_verify")
     assert answers_match("\\frac{1}{2}", "0.5") and answers_match("1/2", "0.5")
     assert not answers_match("\\frac{1}{3}", "0.5")
+
+
+def test_reasoning_gym_scores_problems_made_by_another_instance():
+    """Samples drawn by one trial are judged by another (the stage cache): its task
+    instance rebuilds the dataset entry from the problem id and uses the same scorer."""
+    from core.reasoning.tasks import ReasoningGymTask
+
+    made = ReasoningGymTask("basic_arithmetic", seed=3).problems("train", 5)
+    fresh = ReasoningGymTask("basic_arithmetic", seed=3)
+    for p in made:
+        assert fresh.is_correct(p, f"work\n#### {p.answer}")
+        assert not fresh.is_correct(p, "work\n#### 0.5")
+    assert fresh._entry(made[4])[0]["question"] == made[4].question
