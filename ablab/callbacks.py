@@ -84,17 +84,9 @@ class StudyCallback(Callback):
         self._runtime["log"] = EventLog(StudyPaths(Path(self.storage), self.name))
         self._runtime["tracker"] = Tracker(self.tracking_uri, self.experiment, self.artifact_location)
         self._runtime["runs"] = {}
-        # Trials that ended in an earlier run of this study: Ray may restore them as
-        # unfinished (see ablab.trial._ended_before); they are not logged twice.
-        from ablab.records import fold_log
+        from ablab.records import ended_trials
 
-        paths = StudyPaths(Path(self.storage), self.name)
-        ended = set()
-        for log in paths.trials_dir.glob("*.jsonl"):
-            rec = fold_log(log)
-            if rec is not None and rec.state in (TrialState.FINISHED, TrialState.STOPPED):
-                ended.add(rec.trial_id)
-        self._runtime["ended"] = ended
+        self._runtime["ended"] = set(ended_trials(StudyPaths(Path(self.storage), self.name)))
 
     def _skip(self, trial) -> bool:
         return trial.trial_id in self._runtime["ended"]

@@ -55,12 +55,9 @@ class ProgressCallback(Callback):
             return
         from pathlib import Path
 
-        from ablab.records import StudyPaths, fold_log
+        from ablab.records import StudyPaths, ended_trials
 
-        for log in StudyPaths(Path(self.storage), self.name).trials_dir.glob("*.jsonl"):
-            rec = fold_log(log)
-            if rec is None or not rec.state.is_done:
-                continue
+        for rec in ended_trials(StudyPaths(Path(self.storage), self.name)).values():
             self._rt["state"][rec.trial_id] = rec.state.value
             self._rt["rows"][rec.trial_id] = (context_label(rec.spec.context), rec.spec.variant)
             value = rec.final(self.metric)

@@ -149,6 +149,22 @@ def load_records(paths: StudyPaths) -> list[TrialRecord]:
     return [by_key.get(s.key) or TrialRecord(trial_id="", spec=s) for s in specs]
 
 
+ENDED = (TrialState.FINISHED, TrialState.STOPPED)
+
+
+def ended_record(log: Path) -> TrialRecord | None:
+    """The trial's record when its log says it ended (finished, or stopped early), else
+    None. An errored trial has not ended: a continued study retries it."""
+    rec = fold_log(log) if log.exists() else None
+    return rec if rec is not None and rec.state in ENDED else None
+
+
+def ended_trials(paths: StudyPaths) -> dict[str, TrialRecord]:
+    """Trials that ended in an earlier run of the study, by trial id. Ray may restore them
+    as unfinished (its snapshot can predate their end); ablab never runs or logs them again."""
+    return {rec.trial_id: rec for log in paths.trials_dir.glob("*.jsonl") if (rec := ended_record(log))}
+
+
 def fold_log(log: Path) -> TrialRecord | None:
     rec: TrialRecord | None = None
     for line in log.read_text().splitlines():

@@ -16,12 +16,12 @@ import math
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablab.stages import StageCache
+from ablab.stages import StageCache, StageRequest
 
 STATE_FILE = "state.pkl"
 STEP_KEY = "step"
@@ -154,11 +154,19 @@ def stage(
     inputs: Mapping[str, Path | str] | None = None,
 ) -> Path:
     """A shared stage's folder, built once for the whole study (and for later studies)."""
+    return stages([(name, config, build, inputs)])[0]
+
+
+def stages(requests: Sequence[tuple]) -> list[Path]:
+    """Several shared stages' folders, each request ``(name, config, build[, inputs])``.
+    Stages another trial is building are left for later and free ones built first, so
+    trials that start together build different stages side by side."""
     if _local is not None:
         root: str | Path = _local.root / "stages"
     else:
         root = _current.stage_root if _current else os.environ.get("ABLAB_STAGES", "ablab_results/stages")
-    return StageCache(root).get_or_build(name, config, build, inputs, log=lambda m: print(m, flush=True))
+    return StageCache(root).get_or_build_many([StageRequest(*r) for r in requests],
+                                              log=lambda m: print(m, flush=True))
 
 
 def run(param: dict[str, Any]) -> None:
@@ -183,12 +191,11 @@ def _ended_before(study_dir: str) -> bool:
     event log (appended at once by the driver) knows better, so the trial is not re-run.
     """
     from ablab.ray_api import tune
-    from ablab.records import StudyPaths, TrialState, fold_log
+    from ablab.records import StudyPaths, ended_record
 
     try:
         trial_id = tune.get_context().get_trial_id()
     except Exception:  # noqa: BLE001 - not inside Tune
         return False
-    log = StudyPaths(Path(study_dir).parent, Path(study_dir).name).trials_dir / f"{trial_id}.jsonl"
-    record = fold_log(log) if log.exists() else None
-    return record is not None and record.state in (TrialState.FINISHED, TrialState.STOPPED)
+    paths = StudyPaths(Path(study_dir).parent, Path(study_dir).name)
+    return ended_record(paths.trials_dir / f"{trial_id}.jsonl") is not None

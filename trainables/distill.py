@@ -61,6 +61,8 @@ class Config:
     """Random subsets the floor averages over (each evaluated like a synthetic set)."""
     reference_full_epochs: int = 30
     """Epochs of the ceiling's networks on the full training set (0: no ceiling)."""
+    reference_full_nets: int = 1
+    """Networks trained for the ceiling (one number in the report; one network is enough)."""
 
 
 def train(cfg: Config) -> None:
@@ -72,22 +74,32 @@ def train(cfg: Config) -> None:
     data = cached_dataset(cfg.data)
     dcfg = dataclasses.replace(cfg.distill, seed=cfg.seed)
 
-    ptms = None
-    if dcfg.uses_ptm:
-        folder = trial.stage("ptm_pool", cfg.ptm, lambda out: build_pool(cfg.ptm, cached_dataset(cfg.ptm.data), out))
-        ptms = [p.net for p in load_pool(folder)]
+    # the shared stages this trial needs, asked for together: a trial that finds one being
+    # built by another trial builds the next instead of waiting
+    from core.distill.references import CeilingConfig
 
-    refs: dict[str, float] = {}
+    wanted: dict[str, tuple] = {}
+    if dcfg.uses_ptm:
+        wanted["ptm_pool"] = ("ptm_pool", cfg.ptm, lambda out: build_pool(cfg.ptm, cached_dataset(cfg.ptm.data), out))
     if cfg.references:
-        rcfg = ReferenceConfig(
-            data=cfg.data, ipc=dcfg.ipc, net=dcfg.eval_net(dcfg.eval_arch), eval_nets=dcfg.eval_nets,
-            subsets=cfg.reference_subsets, eval_epochs=dcfg.eval_epochs, eval_dsa=dcfg.eval_dsa,
-            full_epochs=cfg.reference_full_epochs, device=dcfg.device,
-        )
-        r = load_references(trial.stage("references", rcfg, lambda out: build_references(rcfg, data, out)))
+        net = dcfg.eval_net(dcfg.eval_arch)
+        floor = ReferenceConfig(data=cfg.data, ipc=dcfg.ipc, net=net, eval_nets=dcfg.eval_nets,
+                                subsets=cfg.reference_subsets, eval_epochs=dcfg.eval_epochs,
+                                eval_dsa=dcfg.eval_dsa, device=dcfg.device)
+        wanted["floor"] = ("references", floor, lambda out: build_references(floor, data, out))
+        if cfg.reference_full_epochs:
+            ceiling = CeilingConfig(data=cfg.data, net=net, nets=cfg.reference_full_nets,
+                                    epochs=cfg.reference_full_epochs, device=dcfg.device)
+            wanted["ceiling"] = ("ceiling", ceiling, lambda out: build_references(ceiling, data, out))
+    folders = dict(zip(wanted, trial.stages(list(wanted.values()))))
+
+    ptms = [p.net for p in load_pool(folders["ptm_pool"])] if "ptm_pool" in folders else None
+    refs: dict[str, float] = {}
+    if "floor" in folders:
+        r = load_references(folders["floor"])
         refs = {"ref/floor_acc": r["floor/test_acc"], "ref/floor_acc_std": r["floor/test_acc_std"]}
-        if "ceiling/test_acc" in r:
-            refs["ref/ceiling_acc"] = r["ceiling/test_acc"]
+    if "ceiling" in folders:
+        refs["ref/ceiling_acc"] = load_references(folders["ceiling"])["ceiling/test_acc"]
 
     d = Distiller(dcfg, data, ptms)
     state = trial.restore()

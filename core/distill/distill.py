@@ -96,6 +96,9 @@ class DistillConfig:
     """Other architectures to evaluate on (cross-architecture generalisation)."""
     eval_nets: int = 5
     """Fresh networks trained on the synthetic set per evaluation (mean +- std over them)."""
+    cross_arch_nets: int = 0
+    """Networks per cross-architecture evaluation; 0 = eval_nets. Fewer is cheaper: the
+    error bars of a study come from its seeds, one network per seed is a valid sample."""
     eval_epochs: int = 300
     """Epochs each evaluation network is trained (lr x0.1 at half)."""
     eval_dsa: bool = True
@@ -115,6 +118,7 @@ class DistillConfig:
         require(self.temperature > 0, self, "temperature", "must be > 0")
         require(self.eval_every >= 0, self, "eval_every", "must be >= 0")
         require(self.eval_nets >= 1, self, "eval_nets", "must be >= 1")
+        require(self.cross_arch_nets >= 0, self, "cross_arch_nets", "must be >= 0")
         require(self.eval_epochs >= 1, self, "eval_epochs", "must be >= 1")
         if self.dsa_strategy:  # unknown ops fail here; 2D-only ops on 1D data fail in Distiller
             try:
@@ -278,8 +282,9 @@ class Distiller:
             x, y = self.synthetic_set(device=self.device)
         aug = DiffAugment.for_input(self.data.input_shape, cfg.dsa_strategy or None) if cfg.eval_dsa else None
         data = _on_device(self.data, self.device)
+        nets = cfg.eval_nets if arch == cfg.eval_arch else (cfg.cross_arch_nets or cfg.eval_nets)
         return evaluate_set(
-            x, y, data, cfg.eval_net(arch), cfg.eval_train, cfg.eval_nets,
+            x, y, data, cfg.eval_net(arch), cfg.eval_train, nets,
             seed=cfg.seed * 100_003 + self.iteration, augment=aug,
         )
 

@@ -60,12 +60,16 @@ def evaluate_set(
     num_nets: int,
     seed: int,
     augment: Augment | None = None,
-    batched: bool = True,
+    batched: bool | None = None,
 ) -> EvalResult:
     """Train `num_nets` fresh `net_cfg` networks on (x, y), test them on data's val/test.
 
     Network k is initialised from seed `seed * 1000 + k` and shuffled/augmented by a
-    generator with the same seed, in both the batched and the sequential path.
+    generator with the same seed, in both the batched and the sequential path, so both
+    give the same networks. `batched=None` picks by device: batched (one vmapped forward
+    for all K) on a GPU, where small kernels are launch-bound; one after another on the
+    CPU, where they are compute-bound and the vmapped grouped convolutions measured slower
+    (0.68x at 1 thread, 0.77x at 2; benchmarks/distill.py, BENCHMARKS.md).
     """
     import time
 
@@ -78,6 +82,8 @@ def evaluate_set(
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     x, y = x.detach(), y.detach()
 
+    if batched is None:
+        batched = device.type == "cuda"
     if batched:
         stacked = StackedNets(nets)
         loss = stacked.fit(x, y, train_cfg, gens, augment)

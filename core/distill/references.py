@@ -1,8 +1,10 @@
-"""Reference accuracies a distilled set is read against, computed once per dataset and IPC.
+"""Reference accuracies a distilled set is read against.
 
 - floor:   a random real subset with the same IPC, evaluated exactly like a synthetic set
            (same networks, epochs, DSA); `subsets` different subsets, `eval_nets` each.
-- ceiling: the full training split, `full_epochs` epochs (no augmentation).
+           Once per dataset and IPC (:class:`ReferenceConfig`).
+- ceiling: the full training split, `epochs` epochs (no augmentation). Once per dataset,
+           whatever the IPC (:class:`CeilingConfig`).
 
 `build_references` writes references.json into a directory (the platform's stage cache
 builds it once per config hash); `load_references` reads it back.
@@ -28,7 +30,7 @@ from core.distill.train import TrainConfig
 
 @dataclass(frozen=True)
 class ReferenceConfig:
-    """Floor (random real subset) and ceiling (full train set) of one dataset and IPC."""
+    """The floor (random real subset) of one dataset and IPC."""
 
     data: DataConfig = DataConfig()
     """The dataset."""
@@ -44,15 +46,32 @@ class ReferenceConfig:
     """Epochs on a random subset (as for a synthetic set)."""
     eval_dsa: bool = True
     """DSA while training on the random subset (as for a synthetic set)."""
-    full_epochs: int = 30
-    """Epochs on the full training split for the ceiling; 0 skips the ceiling."""
     device: str = "auto"
     """auto (cuda when available) or a torch device string."""
 
     def __post_init__(self) -> None:
         require(self.ipc >= 1, self, "ipc", "must be >= 1")
         require(self.subsets >= 1, self, "subsets", "must be >= 1")
-        require(self.full_epochs >= 0, self, "full_epochs", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class CeilingConfig:
+    """The ceiling: networks trained on the whole training split of one dataset."""
+
+    data: DataConfig = DataConfig()
+    """The dataset."""
+    net: NetConfig = NetConfig()
+    """Evaluation network (the distillation's eval_arch)."""
+    nets: int = 3
+    """Networks trained."""
+    epochs: int = 30
+    """Epochs on the full training split."""
+    device: str = "auto"
+    """auto (cuda when available) or a torch device string."""
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, self, "epochs", "must be >= 1")
+        require(self.nets >= 1, self, "nets", "must be >= 1")
 
 
 def random_subset(data: Dataset, ipc: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,10 +82,16 @@ def random_subset(data: Dataset, ipc: int, seed: int) -> tuple[torch.Tensor, tor
     return data.x_train[torch.cat(idx)], y
 
 
-def compute_references(cfg: ReferenceConfig, data: Dataset | None = None) -> dict[str, float]:
-    """floor/test_acc, floor/test_acc_std, ceiling/test_acc, ceiling/test_acc_std (+ seconds)."""
+def compute_references(cfg: ReferenceConfig | CeilingConfig, data: Dataset | None = None) -> dict[str, float]:
+    """floor/test_acc, floor/test_acc_std, floor/seconds; or for a CeilingConfig
+    ceiling/test_acc, ceiling/test_acc_std, ceiling/seconds."""
     data = data if data is not None else load_dataset(cfg.data)
     device = resolve_device(cfg.device)
+    if isinstance(cfg, CeilingConfig):
+        r = evaluate_set(data.x_train.to(device), data.y_train.to(device), data, cfg.net,
+                         TrainConfig(epochs=cfg.epochs), cfg.nets, seed=0)
+        return {"ceiling/test_acc": r.test_mean, "ceiling/test_acc_std": r.test_std,
+                "ceiling/seconds": r.seconds}
     aug = DiffAugment.for_input(data.input_shape) if cfg.eval_dsa else None
     accs, secs = [], 0.0
     for s in range(cfg.subsets):
@@ -75,17 +100,11 @@ def compute_references(cfg: ReferenceConfig, data: Dataset | None = None) -> dic
                          cfg.eval_nets, seed=s, augment=aug)
         accs += r.test_accs
         secs += r.seconds
-    out = {"floor/test_acc": float(np.mean(accs)), "floor/test_acc_std": float(np.std(accs)),
-           "floor/seconds": secs}
-    if cfg.full_epochs:
-        r = evaluate_set(data.x_train.to(device), data.y_train.to(device), data, cfg.net,
-                         TrainConfig(epochs=cfg.full_epochs), cfg.eval_nets, seed=0)
-        out.update({"ceiling/test_acc": r.test_mean, "ceiling/test_acc_std": r.test_std,
-                    "ceiling/seconds": r.seconds})
-    return out
+    return {"floor/test_acc": float(np.mean(accs)), "floor/test_acc_std": float(np.std(accs)),
+            "floor/seconds": secs}
 
 
-def build_references(cfg: ReferenceConfig, data: Dataset | None, out_dir: str | Path) -> dict[str, float]:
+def build_references(cfg: ReferenceConfig | CeilingConfig, data: Dataset | None, out_dir: str | Path) -> dict[str, float]:
     """compute_references, written to out_dir/references.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -56,3 +56,33 @@ def test_failed_build_leaves_nothing_and_is_retried(tmp_path):
     assert list((tmp_path / "s").iterdir()) == [tmp_path / "s" / (stage_key("s", {"a": 1}) + ".lock")]
     folder = cache.get_or_build("s", {"a": 1}, lambda f: (f / "ok").write_text("1"))
     assert (folder / "ok").read_text() == "1" and (folder / "stage.json").exists()
+
+
+def test_two_trials_build_two_stages_side_by_side(ray_session, tmp_path):
+    """Both ask for [a, b]: the second finds a being built and builds b meanwhile, instead
+    of waiting; each stage is built once and both trials get both."""
+    ray = ray_session
+    times = tmp_path / "times.log"
+
+    def timed(name: str):
+        def build(folder: Path) -> None:
+            start = time.time()
+            time.sleep(3.0)
+            with open(times, "a") as f:
+                f.write(f"{name} {start} {time.time()}\n")
+            (folder / "out.txt").write_text(name)
+        return build
+
+    @ray.remote(num_cpus=0.5)
+    def ask(root: str) -> list[str]:
+        from ablab.stages import StageRequest
+
+        folders = StageCache(root).get_or_build_many(
+            [StageRequest("a", {"x": 1}, timed("a")), StageRequest("b", {"x": 1}, timed("b"))])
+        return [(f / "out.txt").read_text() for f in folders]
+
+    assert ray.get([ask.remote(str(tmp_path / "stages")) for _ in range(2)]) == [["a", "b"]] * 2
+    spans = {line.split()[0]: tuple(map(float, line.split()[1:])) for line in times.read_text().splitlines()}
+    assert sorted(spans) == ["a", "b"] and len(times.read_text().splitlines()) == 2  # once each
+    (a0, a1), (b0, b1) = spans["a"], spans["b"]
+    assert a0 < b1 and b0 < a1, spans  # the two builds overlapped in time
