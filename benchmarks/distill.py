@@ -36,11 +36,30 @@ from core.distill.networks import NetConfig  # noqa: E402
 from core.distill.ptm import PTMPoolConfig, build_pool, load_pool  # noqa: E402
 from core.distill.references import random_subset  # noqa: E402
 from core.distill.train import TrainConfig  # noqa: E402
+from roofline import matmul_flops  # noqa: E402
+
+
+def step_flops(data, x, y) -> float:
+    """FLOPs of one training step (forward + backward) of one ConvNet on (x, y), counted by
+    torch's own FLOP counter."""
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from core.distill.networks import seeded_network
+
+    net = seeded_network(NetConfig(), data.input_shape, data.num_classes, 0)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(net(x), y).backward()
+    return float(counter.get_total_flops())
 
 
 def bench_eval(data, k: int, epochs: int, dsa: bool) -> None:
     x, y = random_subset(data, ipc=10, seed=0)
     aug = DiffAugment.for_input(data.input_shape) if dsa else None
+    # what batching could gain at most: the sequential path's share of the matmul rate
+    flops, peak = step_flops(data, x, y), matmul_flops()
+    print(json.dumps({"bench": "eval", "step_gflop_per_net": round(flops / 1e9, 3),
+                      "matmul_gflop_per_s": round(peak / 1e9, 1)}), flush=True)
     rows = {}
     for batched in (True, False):
         r = evaluate_set(x, y, data, NetConfig(), TrainConfig(epochs=epochs), k, seed=0,
@@ -51,6 +70,11 @@ def bench_eval(data, k: int, epochs: int, dsa: bool) -> None:
                           "test_acc_mean": round(r.test_mean, 4), "test_acc_std": round(r.test_std, 4),
                           "test_accs": [round(a, 4) for a in r.test_accs]}), flush=True)
     b, s = rows["batched"], rows["sequential"]
+    steps = k * epochs * -(-len(x) // TrainConfig().batch_size)  # network updates in all
+    rate = {m: flops * steps / r.seconds for m, r in rows.items()}
+    print(json.dumps({"bench": "eval", **{f"{m}_gflop_per_s": round(v / 1e9, 1) for m, v in rate.items()},
+                      **{f"{m}_share_of_matmul": round(v / peak, 3) for m, v in rate.items()},
+                      "most_any_batching_can_gain": round(peak / rate["sequential"], 2)}), flush=True)
     print(json.dumps({"bench": "eval", "speedup": round(s.seconds / b.seconds, 2),
                       "max_abs_acc_diff": round(max(abs(p - q) for p, q in zip(b.test_accs, s.test_accs)), 4)}),
           flush=True)

@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from roofline import matmul_flops  # benchmarks/ is the script's folder, first on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -52,20 +54,6 @@ def timed_run(backend, prompts, settings) -> dict:
     tokens = sum(s.num_tokens for g in out for s in g)
     assert all(len(g) == settings["n"] for g in out)
     return {"tokens": tokens, "seconds": dt, "tokens_per_s": tokens / dt}
-
-
-def matmul_flops(size: int = 1024, repeats: int = 10) -> float:
-    """The best float32 matmul rate of this process's torch (all its threads), FLOP/s."""
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * size**3 / best
 
 
 # --------------------------------------------------------------------------------------
