@@ -160,6 +160,10 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
     # experiment snapshots fires on every short trial that checkpoints each step.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Trials keep the working directory ablab was started in (Ray's default moves them into
+    # their trial folder), so relative paths in sweep files (data files, model folders) mean
+    # what they mean on the command line; Tune passes this variable on to every trial.
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     tune_dir = str(paths.tune_dir.resolve())  # pyarrow reads a relative path as a bad URI
     if prep.resuming and Tuner.can_restore(tune_dir):
         tuner = Tuner.restore(tune_dir, trainable=trainable, resume_errored=True, param_space=param_space)

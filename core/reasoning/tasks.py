@@ -460,8 +460,8 @@ class TaskConfig:
 
     kind: Literal["arith", "gsm8k", "reasoning_gym"] = "arith"
     """arith: the procedural task (its settings are the zoo's, ``zoo.task``); gsm8k:
-    GSM8K-format files (``gsm8k.train_path``, ``gsm8k.test_path``; absolute paths, or on
-    the cluster's shared storage); reasoning_gym: the dataset ``gym_dataset``."""
+    GSM8K-format files (``gsm8k.train_path``, ``gsm8k.test_path``; relative to the folder
+    ablab runs in, or absolute on the cluster's shared storage); reasoning_gym: the dataset ``gym_dataset``."""
     gsm8k: GSM8KConfig = field(default_factory=GSM8KConfig)
     """The GSM8K-format files (kind gsm8k)."""
     gym_dataset: str = ""

@@ -169,3 +169,31 @@ def test_resources_larger_than_the_cluster_are_refused(ray_session, write_sweep,
     err = capsys.readouterr().err
     assert "resources.cpu: each trial asks for 16.0 CPU but the cluster has 2 (got 16.0); allowed: at most 2" in err
     assert not (study_paths(sweep, "toobig").dir / "study.json").exists()
+
+
+def test_relative_paths_in_a_sweep_mean_where_ablab_was_started(ray_session, write_sweep, tmp_path, capsys):
+    """A data file given relative to the launch directory is found inside the trials (Ray
+    would otherwise run each trial inside its own trial folder)."""
+    import os
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 24)).astype("float32")
+    y = np.repeat(np.arange(3), 40)
+    np.savez(tmp_path / "tiny.npz", x_train=x, y_train=y, x_test=x[:30], y_test=y[:30])
+    relative = os.path.relpath(tmp_path / "tiny.npz")
+    assert not os.path.isabs(relative)
+    sweep = write_sweep(f"""
+        name: relpath
+        trainable: quickstart
+        base:
+          data: {{name: npz, path: {relative}}}
+          train: {{epochs: 2}}
+        metric: val/acc
+        mode: max
+        early_stopping: none
+    """)
+    code = main(["run", str(sweep), "--no-live"])
+    out = capsys.readouterr()
+    records = load_records(study_paths(sweep, "relpath"))
+    assert code == 0 and [r.state for r in records] == [TrialState.FINISHED], (
+        [r.error for r in records], out.err[-2000:])
