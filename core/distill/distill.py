@@ -197,7 +197,7 @@ class Distiller:
         return out
 
     def _step_dm(self) -> dict[str, float]:
-        cfg, c = self.cfg, self.data.num_classes
+        c = self.data.num_classes
         net = self._fresh_net().requires_grad_(False)  # only x_syn learns
         x_real, y_real = self._real_batch()
         x_real, x_syn = self._augment(x_real, y_real, self.x_syn, self.y_syn)
