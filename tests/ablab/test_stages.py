@@ -67,7 +67,7 @@ def test_two_trials_build_two_stages_side_by_side(ray_session, tmp_path):
     def timed(name: str):
         def build(folder: Path) -> None:
             start = time.time()
-            time.sleep(3.0)
+            time.sleep(5.0)  # wide enough for the second task to start meanwhile on a busy machine
             with open(times, "a") as f:
                 f.write(f"{name} {start} {time.time()}\n")
             (folder / "out.txt").write_text(name)
