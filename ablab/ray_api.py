@@ -4,6 +4,7 @@ Ray's public API moved several times (ray.air -> ray.train -> ray.tune); every o
 module takes what it needs from here, so the next move is a one-file change.
 """
 
+import ray
 from ray import tune
 from ray.tune import (
     Callback,
@@ -17,6 +18,7 @@ from ray.tune import (
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 
 __all__ = [
+    "ray",
     "tune",
     "Callback",
     "Checkpoint",

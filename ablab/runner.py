@@ -76,7 +76,7 @@ def _check_writable(paths: StudyPaths, file: str) -> None:
 
 
 def init_ray(address: str | None, study: Study) -> None:
-    import ray
+    from ablab.ray_api import ray
 
     if not ray.is_initialized():
         kwargs = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)

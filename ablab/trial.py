@@ -139,7 +139,7 @@ def report(metrics: Mapping[str, float], *, step: int, state: dict[str, Any] | N
 
 
 def _node_id() -> str:
-    import ray
+    from ablab.ray_api import ray
 
     try:
         return ray.get_runtime_context().get_node_id()
