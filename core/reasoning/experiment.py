@@ -31,8 +31,8 @@ from core.reasoning.evaluate import EvalConfig, evaluate
 from core.reasoning.filters import FilterConfig, apply_filter
 from core.reasoning.models import count_params, default_device, load_causal_lm
 from core.reasoning.pipeline import (
-    Backends, SampleSet, SamplingConfig, build_reward_model, build_samples, kept_examples, kept_metrics,
-    paradigm_roles, sample_metrics, samples_per_problem,
+    Backends, SampleSet, SamplingConfig, build_reward_model, build_samples, draw_samples, kept_examples,
+    kept_metrics, paradigm_roles, sample_metrics, samples_per_problem,
 )
 from core.reasoning.rewards import ExactStepPRM, LearnedRM, RMConfig
 from core.reasoning.sampling import HFBackend
@@ -147,8 +147,8 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
     f = cfg.filter
     # one backend per generator for all of the trial's sampling; closed before SFT (a vLLM
     # engine holds the GPU)
-    with Backends(cfg.sampling, device) as backends:
-        ss, n = samples_stage(cfg, gen, models, stage, device, backends)
+    with Backends(_with_seed(cfg.sampling, cfg.seed), device) as backends:  # the engine's seed
+        ss, n = samples_stage(cfg, gen, models, stage, backends)
 
         # 3-4. verifier and filter ------------------------------------------------------
         if f.method == "process" and f.prm == "exact":
@@ -205,25 +205,16 @@ def resolve_models(cfg: ExperimentConfig, stage: Stage, device=None, log=print) 
 
 
 def samples_stage(cfg: ExperimentConfig, gen: str, models: Models, stage: Stage,
-                  device=None, backends: Backends | None = None) -> tuple[SampleSet, int]:
+                  backends: Backends) -> tuple[SampleSet, int]:
     """The sample set of generator ``gen`` at its budget under ``cfg.sampling`` (seeded by
-    ``cfg.seed``), and its samples per problem. ``backends`` lends the sampling backend
-    (a new one, closed after, when not given)."""
+    ``cfg.seed``), and its samples per problem; ``backends`` lends the sampling backend."""
     task = experiment_task(cfg)
     sampling = _with_seed(cfg.sampling, cfg.seed)
     n = samples_per_problem(sampling, gen, models.params["wc"], models.params["se"])
     samples_dir = stage(
         "samples", {**models.source, "generator": gen, "n": n, "sampling": asdict(sampling)},
-        lambda p: _with_backend(backends, sampling, device, lambda b: build_samples(
-            b.get(gen, models.dirs[gen]), task, n, sampling, p)))
+        lambda p: build_samples(backends.get(gen, models.dirs[gen]), task, n, sampling, p))
     return SampleSet.load(samples_dir), n
-
-
-def _with_backend(backends: Backends | None, sampling: SamplingConfig, device, use):
-    if backends is not None:
-        return use(backends)
-    with Backends(sampling, device or default_device()) as own:
-        return use(own)
 
 
 def _val_pass1(runner: SFTRunner) -> float:
@@ -238,7 +229,7 @@ def _val_pass1(runner: SFTRunner) -> float:
 
 
 def _verifier(cfg: ExperimentConfig, kind: str, gen: str, models: Models, task,
-              stage: Stage, device, backends: Backends | None) -> LearnedRM:
+              stage: Stage, device, backends: Backends) -> LearnedRM:
     """A verifier trained on the generator's samples of separate (pretrain) problems."""
     rm_cfg = _with_seed(cfg.rm, cfg.seed)
     key = {**models.source, "generator": gen, "kind": kind, "rm": asdict(rm_cfg),
@@ -246,11 +237,8 @@ def _verifier(cfg: ExperimentConfig, kind: str, gen: str, models: Models, task,
 
     def build(path: Path) -> None:
         samp = _with_seed(cfg.sampling, rm_cfg.seed)
-        from core.reasoning.pipeline import draw_samples
-
-        ss = _with_backend(backends, cfg.sampling, device, lambda b: draw_samples(
-            b.get(gen, models.dirs[gen]), task, task.problems("pretrain", rm_cfg.n_problems),
-            rm_cfg.samples_per_problem, samp))
+        ss = draw_samples(backends.get(gen, models.dirs[gen]), task,
+                          task.problems("pretrain", rm_cfg.n_problems), rm_cfg.samples_per_problem, samp)
         build_reward_model(models.dirs[rm_cfg.base], task, ss, kind, rm_cfg, path, device=device)
 
     rm_dir = stage(kind, key, build)
