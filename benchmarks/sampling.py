@@ -17,7 +17,7 @@ roofline tokens/s = matmul FLOP/s / (2 x params), and each figure is a share of 
     .venv/bin/python benchmarks/sampling.py --d-model 64 --layers 2 --head-dim 32  # zoo-size
     .venv/bin/python benchmarks/sampling.py --prompts 64 --n 4 --max-new-tokens 64 --json out.json
 
-The side venv is built on first use (tests/vllm/sidevenv.py; several minutes, cached).
+The side venv is built on first use (benchmarks/vllm_cpu.py; several minutes, cached).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from roofline import matmul_flops  # benchmarks/ is the script's folder, first on sys.path
+from vllm_cpu import ensure_side_venv, free_port, side_env, start_vllm_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -61,7 +62,7 @@ def timed_run(backend, prompts, settings) -> dict:
 
 
 def vllm_worker(model_dir: str, spec_path: str, out_path: str) -> None:
-    from core.reasoning.vllm_backend import VLLMBackend
+    from core.reasoning.sampling.vllm import VLLMBackend
 
     spec = json.loads(Path(spec_path).read_text())
     b = VLLMBackend(model_dir, seed=0, dtype="float32", max_model_len=spec["max_model_len"],
@@ -100,8 +101,6 @@ def main() -> None:
     from core.reasoning.models import TinyLMConfig, build_model, num_params, save_hf_dir
     from core.reasoning.sampling import HFBackend
     from core.reasoning.tokenizer import build_char_tokenizer
-    from tests.vllm.sidevenv import (ensure_side_venv, free_port, side_env, start_vllm_server,
-                                     stop_server)
 
     work = Path(tempfile.mkdtemp(prefix="ablab-sampling-bench-"))
     if args.model_dir:
@@ -147,20 +146,18 @@ def main() -> None:
         rows[name] = json.loads(out.read_text())
         print(name, rows[name], flush=True)
     if "openai" in backends:
-        from core.reasoning.openai_backend import OpenAIBackend
+        from core.reasoning.sampling.openai import OpenAIBackend
 
         port = free_port()
         t0 = time.perf_counter()
-        proc = start_vllm_server(model_dir, port, work / "serve.log",
-                                 args=["--seed", "0", "--dtype", "float32",
-                                       "--max-model-len", str(max_model_len)])
+        proc = start_vllm_server(model_dir, port, work / "serve.log", args=["--seed", "0"],
+                                 max_model_len=max_model_len)
         try:
             up = time.perf_counter() - t0
             # no per-request seeds: on the CPU build they crash the server when a prefill is
             # split (throughput does not need them)
-            b = OpenAIBackend.from_dir(model_dir, base_url=f"http://127.0.0.1:{port}/v1",
-                                       concurrency=args.concurrency, return_token_ids=True,
-                                       seed_requests=False)
+            b = OpenAIBackend(f"http://127.0.0.1:{port}/v1", str(model_dir),
+                              concurrency=args.concurrency, seed_requests=False)
             rows["openai"] = {**timed_run(b, prompts, settings), "startup_seconds": up}
             print("openai", rows["openai"], flush=True)
         finally:

@@ -1,19 +1,14 @@
-"""Compute-optimal sampling for LLM reasoners (Bansal et al. 2024), one trial.
-
-Config in, `trial.report` out; all stages come from core/reasoning/experiment.py. Shared
-stages (the WC/SE zoo, each generator x budget x seed sample set, the verifiers) go
-through `trial.stage`, so the filtering ablation samples once and filters four ways.
-Reports after the data stages (step 0), at every SFT evaluation, and the test metrics
-last; resumes from its checkpoint.
-"""
+"""Compute-optimal sampling for LLM reasoners (Bansal et al. 2024), one trial: the stages,
+metrics and resumption are core/reasoning/experiment.py's; shared stages (the zoo, the
+sample sets, the verifiers) go through `trial.stage`, so the filtering ablation samples
+once and filters four ways."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ablab import trial
-from core.reasoning.experiment import ExperimentConfig
+from core.reasoning.experiment import ExperimentConfig, run
 
 METRICS = {
     # the generator's samples of the training problems (k = all samples of a problem)
@@ -25,6 +20,7 @@ METRICS = {
     "data/correct": "max",
     "data/tokens": "min",
     "data/tokens_per_s": "max",
+    "data/tokens_estimated": "min",  # 1: a server gave no token counts, data/tokens is an estimate
     # the kept set
     "filter/kept": "max",
     "filter/kept_frac": "max",
@@ -49,19 +45,11 @@ METRICS = {
 
 @dataclass(frozen=True)
 class Config(ExperimentConfig):
-    """Every field of core.reasoning.experiment.ExperimentConfig (paradigm, zoo, sampling,
-    filter, rm, sft, eval, val_size, seed); keys in sweep files are its dotted fields,
-    e.g. ``filter.method`` or ``sampling.s_se``."""
+    """Every field of core.reasoning.experiment.ExperimentConfig; keys in sweep files are
+    its dotted fields, e.g. ``filter.method`` or ``sampling.s_se``."""
 
 
 def train(cfg: Config) -> None:
-    import torch
-
-    from core.reasoning.experiment import run
-
-    torch.set_num_threads(1)  # one CPU per trial (resources.cpu in the sweep files)
     state = trial.restore()
-    for step, metrics, runner_state in run(cfg, stage=trial.stage, state=state and state["sft"]):
-        # undefined metrics (e.g. FPR of a set without a correct answer) are NaN: not reported
-        finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
-        trial.report(finite, step=step, state={"sft": runner_state})
+    for step, metrics, sft_state in run(cfg, stage=trial.stage, state=state and state["sft"]):
+        trial.report(metrics, step=step, state={"sft": sft_state})

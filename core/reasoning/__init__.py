@@ -1,11 +1,11 @@
 """Compute-optimal sampling for LLM reasoners (Bansal et al. 2024, "Smaller, Weaker, Yet
 Better"), in plain PyTorch + transformers. One module per idea, in pipeline order:
 
-- ``tasks``      procedural arithmetic (exact step labels), GSM8K JSONL, reasoning-gym
+- ``tasks``      one module per source: arith (exact step labels), gsm8k JSONL, gym
 - ``tokenizer``  offline character tokenizer (a PreTrainedTokenizerFast)
 - ``models``     tiny Llamas; load/save any Hugging Face causal-LM directory
 - ``zoo``        the WC/SE pair trained from scratch (``python -m core.reasoning.zoo DIR``)
-- ``sampling``   backend interface, the "hf" backend, compute-matched budgets
+- ``sampling``   backend interface (base), hf / vllm / openai backends, config and budgets
 - ``metrics``    coverage@k, diversity@k, FPR, filter precision/recall, pass@1, maj@k
 - ``rewards``    exact-step PRM, learned PRM and ORM verifiers
 - ``filters``    final_answer | process | orm | none

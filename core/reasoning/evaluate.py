@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from core.reasoning.metrics import judge, maj_at_k, pass_at_1
-from core.reasoning.sampling import SamplingBackend
+from core.reasoning.metrics import judge, maj_at_k, pass_at_1, with_counts
+from core.reasoning.sampling.base import SamplingBackend
 from core.reasoning.tasks import Problem, Task
 
 
@@ -25,12 +25,13 @@ class EvalConfig:
     max_new_tokens: int = 48
     """Generation length."""
     seed: int = 0
-    """Sampling seed."""
+    """Sampling seed. Inside an experiment it is the trial's seed (``seed``), not set here."""
 
 
 def evaluate(backend: SamplingBackend, task: Task, problems: Sequence[Problem],
              cfg: EvalConfig = EvalConfig(), prefix: str = "test") -> dict[str, float]:
-    """``{prefix}/pass_at_1`` (greedy), ``{prefix}/pass_at_1_sampled`` and ``{prefix}/maj_at_k``."""
+    """``{prefix}/pass_at_1`` (greedy), ``{prefix}/pass_at_1_sampled`` and ``{prefix}/maj_at_k``,
+    each with its ``:n`` (the number of problems)."""
     prompts = [task.prompt(p) for p in problems]
     greedy = backend.sample(prompts, n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens)
     out = {f"{prefix}/pass_at_1": pass_at_1([judge(task, p, [g[0].text]) for p, g in zip(problems, greedy)])}
@@ -43,4 +44,4 @@ def evaluate(backend: SamplingBackend, task: Task, problems: Sequence[Problem],
         golds = [p.answer for p in problems]
         for k in cfg.ks:
             out[f"{prefix}/maj_at_{k}"] = maj_at_k(groups, golds, k)
-    return out
+    return with_counts(out, len(problems), list(out))  # every one a share of the problems

@@ -19,47 +19,56 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
-from core.reasoning.rewards import ORM, PRM
+from core.reasoning.rewards import ORM, PRM, ExactStepPRM
 from core.reasoning.tasks import Problem, Task
 
-FILTERS = ("final_answer", "process", "orm", "none")
-AGGREGATIONS = ("min", "last", "product")
+Method = Literal["final_answer", "process", "orm", "none"]
+Aggregation = Literal["min", "last", "product"]
+
+AGGREGATE: dict[Aggregation, Callable[[Sequence[float]], float]] = {
+    "min": min,
+    "last": lambda scores: scores[-1],
+    "product": math.prod,
+}
 
 
 @dataclass(frozen=True)
 class FilterConfig:
     """Which filter, and its knobs."""
 
-    method: Literal["final_answer", "process", "orm", "none"] = "final_answer"
+    method: Method = "final_answer"
     """final_answer (baseline), process (PRM), orm (outcome reward model), none."""
     prm: Literal["exact", "learned"] = "exact"
     """process filter: the task's exact step checker, or a learned PRM."""
-    aggregation: Literal["min", "last", "product"] = "min"
+    aggregation: Aggregation = "min"
     """process filter: how step scores make one score."""
     threshold: float = 0.5
     """process filter: minimum aggregated score; orm filter: minimum score when top_k = 0."""
     top_k: int = 0
     """orm filter: keep the k best solutions per problem; 0 = use the threshold."""
 
-    def __post_init__(self) -> None:
-        if self.method not in FILTERS:
-            raise ValueError(f"unknown filter {self.method!r}; allowed: {', '.join(FILTERS)}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {self.aggregation!r}; allowed: {', '.join(AGGREGATIONS)}")
+    @property
+    def learned_verifier(self) -> Literal["prm", "orm"] | None:
+        """The verifier to train on the generator's samples before filtering, if any."""
+        if self.method == "orm":
+            return "orm"
+        if self.method == "process" and self.prm == "learned":
+            return "prm"
+        return None
+
+    @property
+    def needs_step_labels(self) -> bool:
+        """Both PRMs need exact step labels: the step checker is one, the learned PRM is
+        trained on them."""
+        return self.method == "process"
 
 
-def aggregate(scores: Sequence[float], how: str) -> float:
+def aggregate(scores: Sequence[float], how: Aggregation) -> float:
     if not scores:
         return 0.0  # a solution with no steps has nothing to vouch for it
-    if how == "min":
-        return min(scores)
-    if how == "last":
-        return scores[-1]
-    if how == "product":
-        return math.prod(scores)
-    raise ValueError(f"unknown aggregation {how!r}; allowed: {', '.join(AGGREGATIONS)}")
+    return AGGREGATE[how](scores)
 
 
 def apply_filter(
@@ -67,12 +76,14 @@ def apply_filter(
     task: Task,
     problems: Sequence[Problem],
     texts: Sequence[Sequence[str]],
-    prm: PRM | None = None,
-    orm: ORM | None = None,
+    verifier: PRM | ORM | None = None,
 ) -> list[list[bool]]:
-    """Keep flags, one list per problem, aligned with ``texts`` (samples per problem)."""
+    """Keep flags, one list per problem, aligned with ``texts`` (samples per problem).
+    ``verifier`` is the learned one ``cfg.learned_verifier`` names (trained by the caller)."""
     if len(problems) != len(texts):
         raise ValueError(f"{len(problems)} problems but {len(texts)} sample lists")
+    if cfg.learned_verifier and verifier is None:
+        raise ValueError(f"the {cfg.method} filter needs a learned {cfg.learned_verifier}")
     flat_p = [p for p, ts in zip(problems, texts) for _ in ts]
     flat_t = [t for ts in texts for t in ts]
     if cfg.method == "none":
@@ -80,15 +91,12 @@ def apply_filter(
     elif cfg.method == "final_answer":
         keep = [task.is_correct(p, t) for p, t in zip(flat_p, flat_t)]
     elif cfg.method == "process":
-        if prm is None:
-            raise ValueError("the process filter needs a PRM")
+        prm = verifier if cfg.prm == "learned" else ExactStepPRM(task)
         step_scores = prm.step_scores(flat_p, flat_t)
         keep = [task.is_correct(p, t) and aggregate(s, cfg.aggregation) >= cfg.threshold
                 for p, t, s in zip(flat_p, flat_t, step_scores)]
-    elif cfg.method == "orm":
-        if orm is None:
-            raise ValueError("the orm filter needs an outcome reward model")
-        scores = orm.scores(flat_p, flat_t)
+    else:  # orm
+        scores = verifier.scores(flat_p, flat_t)
         if cfg.top_k > 0:
             keep, i = [], 0
             for ts in texts:
@@ -98,8 +106,6 @@ def apply_filter(
                 i += len(ts)
         else:
             keep = [s >= cfg.threshold for s in scores]
-    else:  # unreachable: FilterConfig validates
-        raise ValueError(f"unknown filter {cfg.method!r}; allowed: {', '.join(FILTERS)}")
     out, i = [], 0
     for ts in texts:
         out.append(keep[i : i + len(ts)])

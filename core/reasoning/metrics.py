@@ -171,3 +171,10 @@ def filter_metrics(groups: Groups, kept: Sequence[Sequence[bool]], prefix: str =
         f"{prefix}/precision": precision,
         f"{prefix}/recall": recall,
     }
+
+
+def with_counts(metrics: dict[str, float], n: int, proportions: Sequence[str]) -> dict[str, float]:
+    """``metrics`` and, beside each proportion ``m`` of ``proportions`` that it holds,
+    ``m:n`` = the number of examples (problems, samples) ``m`` was computed over, so that
+    successes = m x n and the statistics can tell evaluation noise from seed noise."""
+    return metrics | {f"{m}:n": float(n) for m in proportions if m in metrics}

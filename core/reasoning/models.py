@@ -8,6 +8,8 @@ Head dimension is 32 (vLLM's CPU backend does not support 16).
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,5 +109,15 @@ def load_causal_lm(path: str | Path, device: str | torch.device = "cpu", dtype=N
     return model, tokenizer
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def dir_digest(path: str | Path) -> str:
+    """A content hash of a model directory (every file's relative path and bytes): the
+    model's identity in stage keys, wherever the directory lives."""
+    h = hashlib.sha256()
+    root = Path(path)
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(root)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()[:20]

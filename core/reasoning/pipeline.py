@@ -31,87 +31,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from core.reasoning.metrics import Judged, filter_metrics, judge, sample_set_metrics
-from core.reasoning.sampling import SamplingBackend, sampling_budget
+from core.reasoning.metrics import Judged, filter_metrics, judge, sample_set_metrics, with_counts
+from core.reasoning.sampling import Role, SamplingBackend, SamplingConfig, make_backend
 from core.reasoning.sft import Example
 from core.reasoning.tasks import Problem, Task
 
-PARADIGMS: dict[str, tuple[str, str]] = {  # name -> (generator role, student role)
+Paradigm = Literal["knowledge_distillation", "self_improvement", "weak_to_strong",
+                   "weak_to_strong_removed"]
+PARADIGMS: dict[Paradigm, tuple[Role, Role]] = {  # name -> (generator role, student role)
     "knowledge_distillation": ("se", "wc"),
     "self_improvement": ("wc", "wc"),
     "weak_to_strong": ("wc", "se"),
     "weak_to_strong_removed": ("se", "se"),
 }
-
-
-@dataclass(frozen=True)
-class Generator:
-    """Where one role's samples come from when it is not the zoo model itself served under
-    its directory: an API model, or a model on its own server, with its price."""
-
-    model: str = ""
-    """openai: the name the server knows the model by (an API model such as
-    gemini-1.5-flash); "" = the role's zoo directory, the name `vllm serve DIR` uses."""
-    base_url: str = ""
-    """openai: this role's server when it is not ``sampling.base_url`` (a `vllm serve`
-    serves one model, so WC and SE on two servers need two URLs)."""
-    price_per_token: float = 0.0
-    """Price per output token. Set for both roles to match the budgets by price instead
-    of parameter count (API models, whose parameter counts are unknown)."""
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How the generators sample solutions to the training problems."""
-
-    n_problems: int = 200
-    """Training problems sampled (split "train")."""
-    s_se: int = 4
-    """Samples per problem of the SE model; WC's follow from ``match``."""
-    match: Literal["compute", "number"] = "compute"
-    """compute: S_WC = round(P_SE / P_WC * S_SE) (P: parameters, or price per token when
-    both roles have one); number: S_WC = S_SE."""
-    temperature: float = 0.7
-    """Sampling temperature."""
-    top_p: float = 1.0
-    """Nucleus sampling."""
-    max_new_tokens: int = 48
-    """Generation length."""
-    backend: Literal["hf", "vllm", "openai"] = "hf"
-    """Sampling backend: hf (transformers generate), vllm (in-process engine on the
-    trial's GPU; `pip install -e ".[vllm]"`), openai (an OpenAI-compatible server)."""
-    base_url: str = ""
-    """openai only: the server, e.g. http://127.0.0.1:8000/v1. The model asked for is the
-    generator's directory, the name `vllm serve DIR` serves it under (or ``wc.model`` /
-    ``se.model``)."""
-    api_key_env: str = ""
-    """openai only: the NAME of the environment variable holding the API key (never the key)."""
-    tensor_parallel: int = 1
-    """vllm only: GPUs per engine (tensor parallel); give the trial as many (resources.gpu)."""
-    wc: Generator = field(default_factory=Generator)
-    """The weak-cheap generator's endpoint and price (openai / price matching)."""
-    se: Generator = field(default_factory=Generator)
-    """The strong-expensive generator's endpoint and price."""
-    seed: int = 0
-    """Sampling seed."""
-
-    def __post_init__(self) -> None:
-        if self.backend == "openai" and not (self.base_url or (self.wc.base_url and self.se.base_url)):
-            raise ValueError("SamplingConfig.base_url: the openai backend needs base_url "
-                             "(or wc.base_url and se.base_url)")
-        priced = [g.price_per_token > 0 for g in (self.wc, self.se)]
-        if any(priced) and not all(priced):
-            raise ValueError("SamplingConfig.wc.price_per_token: give a price for both wc and se, or neither")
-        if self.tensor_parallel < 1:
-            raise ValueError("SamplingConfig.tensor_parallel: must be >= 1")
-
-
-def samples_per_problem(cfg: SamplingConfig, role: str, p_wc: int, p_se: int) -> int:
-    """S for ``role`` under ``cfg``'s budget: parameter counts of the zoo, or the roles'
-    prices per token when both are given."""
-    cost_wc, cost_se = (cfg.wc.price_per_token, cfg.se.price_per_token) if cfg.wc.price_per_token > 0 else (p_wc, p_se)
-    s_wc, s_se = sampling_budget(cfg.match, cfg.s_se, cost_se, cost_wc)
-    return {"wc": s_wc, "se": s_se}[role]
 
 
 class Backends:
@@ -124,29 +56,15 @@ class Backends:
         self.cfg, self.device = cfg, device
         self._open: dict[tuple[str, str], SamplingBackend] = {}
 
-    def get(self, role: str, model_dir: str | Path) -> SamplingBackend:
-        from core.reasoning.sampling import make_backend
-
+    def get(self, role: Role, model_dir: str | Path) -> SamplingBackend:
         key = (role, str(model_dir))
         if key not in self._open:
-            self._open[key] = make_backend(self.cfg.backend, model_dir, **self._options(role))
+            self._open[key] = make_backend(self.cfg, role, model_dir, self.device)
         return self._open[key]
-
-    def _options(self, role: str) -> dict:
-        c = self.cfg
-        if c.backend == "openai":
-            g: Generator = getattr(c, role)
-            options = {"base_url": g.base_url or c.base_url, "api_key_env": c.api_key_env or None}
-            return options | ({"model": g.model} if g.model else {})
-        if c.backend == "vllm":
-            return {"seed": c.seed, "tensor_parallel_size": c.tensor_parallel}
-        return {"device": self.device}
 
     def close(self) -> None:
         for backend in self._open.values():
-            close = getattr(backend, "close", None)
-            if close is not None:
-                close()
+            backend.close()
         self._open.clear()
 
     def __enter__(self) -> "Backends":
@@ -156,9 +74,8 @@ class Backends:
         self.close()
 
 
-def paradigm_roles(paradigm: str) -> tuple[str, str]:
-    if paradigm not in PARADIGMS:
-        raise ValueError(f"unknown paradigm {paradigm!r}; allowed: {', '.join(PARADIGMS)}")
+def paradigm_roles(paradigm: Paradigm) -> tuple[Role, Role]:
+    """(generator role, student role) of ``paradigm``."""
     return PARADIGMS[paradigm]
 
 
@@ -174,6 +91,8 @@ class SampleSet:
     groups: list[list[Judged]]
     tokens: int
     seconds: float
+    tokens_estimated: bool = False
+    """Some token counts are estimates (a server that returned neither ids nor counts)."""
 
     def texts(self) -> list[list[str]]:
         return [[s.text for s in g] for g in self.groups]
@@ -184,7 +103,8 @@ class SampleSet:
         with open(path / "samples.jsonl", "w") as f:
             for p, g in zip(self.problems, self.groups):
                 f.write(json.dumps({"problem": asdict(p), "samples": [asdict(s) for s in g]}) + "\n")
-        (path / "meta.json").write_text(json.dumps({"tokens": self.tokens, "seconds": self.seconds}))
+        (path / "meta.json").write_text(json.dumps({"tokens": self.tokens, "seconds": self.seconds,
+                                                    "tokens_estimated": self.tokens_estimated}))
 
     @classmethod
     def load(cls, path: str | Path) -> "SampleSet":
@@ -196,7 +116,7 @@ class SampleSet:
             groups.append([Judged(**{**s, "step_labels": None if s["step_labels"] is None
                                      else tuple(s["step_labels"])}) for s in row["samples"]])
         meta = json.loads((path / "meta.json").read_text())
-        return cls(problems, groups, meta["tokens"], meta["seconds"])
+        return cls(problems, groups, meta["tokens"], meta["seconds"], meta.get("tokens_estimated", False))
 
 
 def draw_samples(backend: SamplingBackend, task: Task, problems: Sequence[Problem], n: int,
@@ -206,7 +126,9 @@ def draw_samples(backend: SamplingBackend, task: Task, problems: Sequence[Proble
     out = backend.sample([task.prompt(p) for p in problems], n=n, temperature=cfg.temperature,
                          top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
     groups = [judge(task, p, [s.text for s in g]) for p, g in zip(problems, out)]
-    return SampleSet(list(problems), groups, backend.tokens_generated - tok0, time.perf_counter() - t0)
+    estimated = any(s.tokens_estimated for g in out for s in g)
+    return SampleSet(list(problems), groups, backend.tokens_generated - tok0,
+                     time.perf_counter() - t0, estimated)
 
 
 def sample_metrics(ss: SampleSet, ks: Sequence[int] = (), prefix: str = "data") -> dict[str, float]:
@@ -221,7 +143,9 @@ def sample_metrics(ss: SampleSet, ks: Sequence[int] = (), prefix: str = "data") 
         m.setdefault(f"{prefix}/diversity_at_{k}", m[f"{prefix}/diversity"])
     m[f"{prefix}/tokens"] = float(ss.tokens)
     m[f"{prefix}/tokens_per_s"] = ss.tokens / ss.seconds if ss.seconds else float("nan")
-    return m
+    m[f"{prefix}/tokens_estimated"] = float(ss.tokens_estimated)
+    coverages = [k for k in m if k.startswith(f"{prefix}/coverage")]
+    return with_counts(m, len(ss.problems), coverages)
 
 
 def kept_examples(task: Task, ss: SampleSet, kept: Sequence[Sequence[bool]]) -> list[Example]:
@@ -231,8 +155,11 @@ def kept_examples(task: Task, ss: SampleSet, kept: Sequence[Sequence[bool]]) -> 
 
 
 def kept_metrics(ss: SampleSet, kept: Sequence[Sequence[bool]]) -> dict[str, float]:
-    """Kept-set size, coverage, diversity, FPR, precision and recall (namespace filter/)."""
-    return filter_metrics(ss.groups, kept, prefix="filter")
+    """Kept-set size, coverage, diversity, FPR, precision and recall (namespace filter/),
+    with the counts beside the proportions over problems (coverage) and samples (kept_frac)."""
+    m = filter_metrics(ss.groups, kept, prefix="filter")
+    m = with_counts(m, len(ss.problems), ["filter/coverage"])
+    return with_counts(m, sum(len(g) for g in ss.groups), ["filter/kept_frac"])
 
 
 # --------------------------------------------------------------------------------------

@@ -73,7 +73,8 @@ class RMConfig:
     samples_per_problem: int = 8
     """Generator samples per verifier-training problem."""
     seed: int = 0
-    """Data order and head initialisation."""
+    """Data order and head initialisation. Inside an experiment it is the trial's seed
+    (``seed``), not set here."""
 
 
 def step_end_positions(tokenizer, prompt: str, text: str) -> tuple[list[int], list[int]]:

@@ -74,7 +74,8 @@ class SFTConfig:
     """Stop at the first evaluation whose val pass@1 reaches this; 0 = off. The zoo uses
     it to pin WC and SE into their pass@1 ranges (the transition is steep, see zoo.py)."""
     seed: int = 0
-    """Data order and dropout-free init are seeded from this."""
+    """Data order and dropout-free init are seeded from this. Inside an experiment it is
+    the trial's seed (``seed``), not set here."""
 
 
 def encode(tokenizer, ex: Example) -> tuple[list[int], list[int]]:

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-from core.reasoning.models import TinyLMConfig, build_model, default_device, num_params, save_hf_dir
+from core.device import resolve_device
+from core.reasoning.models import TinyLMConfig, build_model, num_params, save_hf_dir
 from core.reasoning.sft import SFTConfig, SFTRunner, solution_examples
 from core.reasoning.tasks import ArithConfig, ArithTask
 from core.reasoning.tokenizer import build_char_tokenizer
@@ -68,7 +69,7 @@ def train_zoo_model(cfg: ZooConfig, role: str, out_dir: str | Path, device=None,
     """Train one zoo model and save it to ``out_dir`` (a plain HF directory); its record."""
     if role not in ROLES:
         raise ValueError(f"unknown zoo role {role!r}; allowed: {', '.join(ROLES)}")
-    device = device or default_device()
+    device = resolve_device(device)
     tok = build_char_tokenizer()
     task = ArithTask(cfg.task)
     model = build_model(getattr(cfg, role), tok, seed=cfg.seed).to(device)

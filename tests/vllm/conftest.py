@@ -11,9 +11,9 @@ import os
 
 import pytest
 
+from benchmarks.vllm_cpu import (SideVenvUnavailable, ensure_side_venv, free_port,
+                                  start_vllm_server, stop_server)
 from tests.vllm.common import write_tiny_llama
-from tests.vllm.sidevenv import (SideVenvUnavailable, ensure_side_venv, free_port,
-                                 start_vllm_server, stop_server)
 
 
 def _cuda() -> bool:
@@ -51,13 +51,12 @@ def tiny_llama(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vllm_server(side_python, tiny_llama, tmp_path_factory):
-    """``vllm serve`` of the tiny Llama on 127.0.0.1:<free port>; yields the base URL."""
+    """The tiny Llama served on 127.0.0.1:<free port> as ``make serve`` serves it (its
+    context length: the model's own, 256); yields the base URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("vllm_serve") / "serve.log"
-    proc = start_vllm_server(
-        tiny_llama, port, log,
-        args=["--seed", "0", "--dtype", "float32", "--max-model-len", "256",
-              "--logprobs-mode", "processed_logprobs"])
+    proc = start_vllm_server(tiny_llama, port, log,
+                             args=["--seed", "0", "--logprobs-mode", "processed_logprobs"])
     try:
         yield f"http://127.0.0.1:{port}/v1"
     finally:

@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 
 def main(model_dir: str, out_path: str) -> None:
-    from core.reasoning.vllm_backend import VLLMBackend
+    from core.reasoning.sampling.vllm import VLLMBackend
     from tests.vllm.common import CALLS, PROMPTS
 
     t0 = time.perf_counter()

@@ -1,5 +1,6 @@
 """The openai backend against a fake endpoint (no vLLM): retries with backoff, the API key
-read from the named variable and never shown, records from ids / log-probs / usage only."""
+read from the named variable and never shown, token ids asked for (and not again from a
+server that refuses them), records from ids / log-probs / usage only."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from core.reasoning.openai_backend import APISample, OpenAIBackend, OpenAIError, _split, request_seed
-from core.reasoning.sampling import Sample
+from core.reasoning.sampling import Sample, request_seed
+from core.reasoning.sampling.openai import OpenAIBackend, OpenAIError, _split
 
 KEY = "sk-test-secret-0123456789"
 
@@ -20,6 +21,7 @@ class FakeServer:
 
     def __init__(self, reply):
         self.reply, self.requests, self.auth = reply, [], []
+        self.retry_after: str | None = None
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -30,6 +32,8 @@ class FakeServer:
                 status, payload = outer.reply(body)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                if status == 429 and outer.retry_after:
+                    self.send_header("Retry-After", outer.retry_after)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -92,7 +96,8 @@ def test_retries_with_backoff_then_succeeds_and_key_is_never_shown(fake, monkeyp
     assert out[0][0] == Sample(f"p0|0|{request_seed(3, 0)}", (10, 11, 2), None, "stop")
     assert out[0][1].finish_reason == "length"
     assert srv.requests[-1] == {"model": "m", "prompt": "p0", "max_tokens": 5, "n": 2,
-                                "temperature": 0.7, "top_p": 1.0, "seed": request_seed(3, 0)}
+                                "temperature": 0.7, "top_p": 1.0, "seed": request_seed(3, 0),
+                                "return_token_ids": True}
     assert KEY not in repr(b) and KEY not in json.dumps(vars(b), default=str)
 
 
@@ -117,7 +122,7 @@ def test_gives_up_after_max_retries_and_fails_fast_on_4xx(fake, monkeypatch):
 
 def test_concurrent_requests_keep_prompt_order_and_per_prompt_seeds(fake):
     srv = fake(lambda body: (200, _choices(body, with_lp=True)))
-    b = OpenAIBackend(srv.url, "m", concurrency=4, logprobs=True)
+    b = OpenAIBackend(srv.url, "m", concurrency=4, logprobs=True, return_token_ids=False)
     prompts = [f"q{i}" for i in range(9)]
     out = b.sample(prompts, n=3, temperature=1.0, seed=100)
     assert [[s.text for s in g] for g in out] == [
@@ -125,14 +130,14 @@ def test_concurrent_requests_keep_prompt_order_and_per_prompt_seeds(fake):
     seeds = sorted(r["seed"] for r in srv.requests)
     assert all(b - a > 3 for a, b in zip(seeds, seeds[1:]))  # n seeds per request, apart
     s = out[0][0]  # no ids: the count comes from the log-probs
-    assert isinstance(s, APISample) and s.num_tokens == 2 and s.logprobs == (-0.5, -1.5)
+    assert s.token_ids == () and s.num_tokens == 2 and s.logprobs == (-0.5, -1.5)
     assert not s.tokens_estimated and all(r["logprobs"] == 0 for r in srv.requests)
     assert b.tokens_generated == 9 * 3 * 2
 
 
 def test_greedy_is_one_decode_repeated_and_usage_split(fake):
     srv = fake(lambda body: (200, _choices(body)))
-    b = OpenAIBackend(srv.url, "m", seed_requests=False)
+    b = OpenAIBackend(srv.url, "m", seed_requests=False, return_token_ids=False)
     out = b.sample(["p"], n=4, temperature=0.0)
     assert srv.requests[0]["n"] == 1 and "seed" not in srv.requests[0]
     assert len(out[0]) == 4 and len(set(out[0])) == 1
@@ -150,3 +155,41 @@ def test_token_ids_from_return_tokens_as_token_ids(fake):
 
     out = OpenAIBackend(fake(reply).url, "m", logprobs=True).sample(["p"])
     assert out == [[Sample("ab", (5, 2), (-0.1, -0.2), "stop")]]
+
+
+def test_asks_for_token_ids_and_stops_asking_a_server_that_refuses_them(fake):
+    """An API that rejects the unknown field gets the request again without it (and no
+    more requests with it); its counts then come from usage, flagged when split."""
+
+    def reply(body):
+        if "return_token_ids" in body:
+            return 400, {"error": {"message": "Unrecognized request argument supplied: return_token_ids"}}
+        return 200, _choices(body)
+
+    srv = fake(reply)
+    b = OpenAIBackend(srv.url, "m", concurrency=1)
+    out = b.sample(["p", "q"], n=2, temperature=1.0)
+    assert ["return_token_ids" in r for r in srv.requests] == [True, False, False]
+    assert not b.return_token_ids and b.retries == 0
+    assert all(s.tokens_estimated and s.token_ids == () for g in out for s in g)
+    assert sum(s.num_tokens for s in out[0]) == 14  # the request's usage, split
+    srv2 = fake(lambda body: (200, _choices(body, with_ids=True)))
+    exact = OpenAIBackend(srv2.url, "m").sample(["p"], n=2, temperature=1.0)
+    assert all(s.num_tokens == 3 and not s.tokens_estimated for s in exact[0])
+    assert all(r["return_token_ids"] is True for r in srv2.requests)
+
+
+def test_retry_after_is_honoured(fake):
+    import time
+
+    calls = []
+
+    def reply(body):
+        calls.append(time.monotonic())
+        return (429, {"error": {"message": "slow down"}}) if len(calls) == 1 else (200, _choices(body))
+
+    srv = fake(reply)
+    srv.retry_after = "0.6"
+    b = OpenAIBackend(srv.url, "m", backoff=0.001, return_token_ids=False)
+    b.sample(["p"])
+    assert b.retries == 1 and calls[1] - calls[0] >= 0.55

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core.reasoning.openai_backend import OpenAIBackend
+from benchmarks.vllm_cpu import side_env
+from core.reasoning.sampling.openai import OpenAIBackend
 from tests.vllm.common import CALLS, PROMPTS, check_records
-from tests.vllm.sidevenv import side_env
 
 HERE = Path(__file__).parent
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -33,9 +33,8 @@ def test_vllm_backend_in_process(side_python, tiny_llama, tmp_path):
 
 
 def test_openai_backend_against_vllm_serve(vllm_server, tiny_llama):
-    backend = OpenAIBackend.from_dir(tiny_llama, base_url=vllm_server, logprobs=True,
-                                     return_token_ids=True, concurrency=3, max_retries=2)
-    assert backend.model == str(tiny_llama)
+    backend = OpenAIBackend(vllm_server, str(tiny_llama), logprobs=True, concurrency=3,
+                            max_retries=2)
     results = {name: [[asdict(s) for s in g] for g in backend.sample(PROMPTS, **kw)]
                for name, kw in CALLS.items()}
     check_records(results, tiny_llama)
@@ -44,14 +43,15 @@ def test_openai_backend_against_vllm_serve(vllm_server, tiny_llama):
 
 def test_openai_backend_without_token_ids_counts_tokens(vllm_server, tiny_llama):
     """An API-like server that returns no ids: counts from the log-probs, or from usage."""
-    with_ids = OpenAIBackend(vllm_server, str(tiny_llama), return_token_ids=True)
+    with_ids = OpenAIBackend(vllm_server, str(tiny_llama))  # asks for ids by default
     ref = with_ids.sample(PROMPTS, n=2, temperature=1.0, max_new_tokens=12, seed=5)
-    lp = OpenAIBackend(vllm_server, str(tiny_llama), logprobs=True)
+    assert all(s.token_ids and not s.tokens_estimated for g in ref for s in g)
+    lp = OpenAIBackend(vllm_server, str(tiny_llama), logprobs=True, return_token_ids=False)
     got = lp.sample(PROMPTS, n=2, temperature=1.0, max_new_tokens=12, seed=5)
     assert [[s.text for s in g] for g in got] == [[s.text for s in g] for g in ref]
     # vLLM counts the end token in its log-probs and usage, like the ids
     assert [[s.num_tokens for s in g] for g in got] == [[s.num_tokens for s in g] for g in ref]
-    bare = OpenAIBackend(vllm_server, str(tiny_llama))
+    bare = OpenAIBackend(vllm_server, str(tiny_llama), return_token_ids=False)
     got = bare.sample(PROMPTS, n=1, temperature=1.0, max_new_tokens=12, seed=5)
     one = with_ids.sample(PROMPTS, n=1, temperature=1.0, max_new_tokens=12, seed=5)
     assert [g[0].num_tokens for g in got] == [g[0].num_tokens for g in one]  # usage, exact
@@ -60,8 +60,8 @@ def test_openai_backend_without_token_ids_counts_tokens(vllm_server, tiny_llama)
 @pytest.mark.gpu
 def test_vllm_backend_on_gpu_tensor_parallel(tiny_llama):
     """On a GPU machine with the vllm GPU build in the main venv (pip install -e ".[vllm]")."""
-    vllm_backend = pytest.importorskip("core.reasoning.vllm_backend")
     pytest.importorskip("vllm")
+    from core.reasoning.sampling import vllm as vllm_backend
     import torch
 
     tp = 2 if torch.cuda.device_count() >= 2 else 1

@@ -19,7 +19,7 @@ import pytest
 
 from ablab.cli import main
 from ablab.records import StudyPaths, TrialState, load_records
-from tests.vllm.sidevenv import free_port, start_vllm_server, stop_server
+from benchmarks.vllm_cpu import free_port, start_vllm_server, stop_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -72,8 +72,7 @@ def test_reasoning_sweep_samples_through_vllm_serve(side_python, ray_session, tm
     assert len(zoo_wc) == 1, zoo_wc
 
     port = free_port()
-    proc = start_vllm_server(zoo_wc[0], port, tmp_path / "serve.log",
-                             args=["--seed", "0", "--dtype", "float32", "--max-model-len", "256"])
+    proc = start_vllm_server(zoo_wc[0], port, tmp_path / "serve.log", args=["--seed", "0"])
     try:
         url = f"http://127.0.0.1:{port}/v1"
         oa = tmp_path / "openai.yaml"

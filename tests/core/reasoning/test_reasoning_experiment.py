@@ -1,14 +1,18 @@
-"""The whole experiment on a toy zoo: stages built once and shared, every filter, resume."""
+"""The whole experiment on a toy zoo: stages built once and shared (the platform's stage
+cache in its local mode), every filter, resume, derived seeds, the counts beside the
+proportions."""
 
 from dataclasses import replace
 
 import pytest
 
+from ablab import trial
+from core.errors import ConfigError
 from core.reasoning.evaluate import EvalConfig
-from core.reasoning.experiment import ExperimentConfig, local_stage, run
+from core.reasoning.experiment import ExperimentConfig, run
 from core.reasoning.filters import FilterConfig
 from core.reasoning.models import TinyLMConfig, load_causal_lm, num_params
-from core.reasoning.pipeline import SamplingConfig
+from core.reasoning.sampling import SamplingConfig
 from core.reasoning.rewards import RMConfig
 from core.reasoning.sft import SFTConfig
 from core.reasoning.tasks import ArithConfig
@@ -26,30 +30,48 @@ TOY = ExperimentConfig(
 )
 
 
+def _stages(root):
+    """{stage name: number of built stages of that name} under the local trial's root."""
+    return {d.name: len(list(d.iterdir())) for d in sorted((root / "stages").iterdir())
+            if d.is_dir() and not d.name.startswith(".")}
+
+
 def test_toy_experiment_every_filter_shares_stages(tmp_path):
-    stage = local_stage(tmp_path)
-    for filt in ["final_answer", "process", "orm", "none"]:
-        cfg = replace(TOY, filter=FilterConfig(method=filt, top_k=1))
-        out = list(run(cfg, stage, device="cpu", log=lambda *_: None))
-        step0, last = out[0][1], out[-1][1]
-        assert 0.0 <= step0["data/coverage"] <= 1.0 and "filter/kept" in step0
-        assert {"test/pass_at_1", "test/maj_at_2", "test/pass_at_1_sampled"} <= set(last)
-        if filt == "none":
-            assert step0["filter/kept"] == step0["data/samples"]
-    names = sorted(p.name.split("-")[0] for p in tmp_path.iterdir())
-    assert names == ["orm", "samples", "zoo"]  # one zoo, one sample set, one verifier
-    zoo = read_zoo(next(tmp_path.glob("zoo-*")))
-    assert zoo["param_ratio"] >= 3
-    # the zoo's models are plain HF directories
-    model, _ = load_causal_lm(next(tmp_path.glob("zoo-*")) / "se")
-    assert num_params(model) == zoo["models"]["se"]["params"]
-    # weak-to-strong samples WC at the compute-matched budget
-    w2s = next(iter(run(TOY, stage, device="cpu", log=lambda *_: None)))[1]
-    assert w2s["data/samples_per_problem"] == round(zoo["param_ratio"] * TOY.sampling.s_se)
+    with trial.local(tmp_path):
+        for filt in ["final_answer", "process", "orm", "none"]:
+            cfg = replace(TOY, filter=FilterConfig(method=filt, top_k=1))
+            out = list(run(cfg, trial.stage, device="cpu", log=lambda *_: None))
+            step0, last = out[0][1], out[-1][1]
+            assert 0.0 <= step0["data/coverage"] <= 1.0 and "filter/kept" in step0
+            assert {"test/pass_at_1", "test/maj_at_2", "test/pass_at_1_sampled"} <= set(last)
+            if filt == "none":
+                assert step0["filter/kept"] == step0["data/samples"]
+            # beside each proportion, the number of examples it is a share of
+            assert step0["data/coverage:n"] == TOY.sampling.n_problems
+            assert step0["filter/kept_frac:n"] == step0["data/samples"]
+            assert step0["val/pass_at_1:n"] == TOY.val_size
+            for k in ("test/pass_at_1", "test/maj_at_2", "test/pass_at_1_sampled"):
+                assert last[f"{k}:n"] == TOY.eval.n_problems, k
+            assert step0["data/tokens_estimated"] == 0.0  # the hf backend counts tokens
+            assert all(v == v for s in out for v in s[1].values())  # NaN never reported
+        assert _stages(tmp_path) == {"orm": 1, "samples": 1, "zoo": 1}  # each built once
+        zoo_dir = next((tmp_path / "stages" / "zoo").iterdir())
+        zoo = read_zoo(zoo_dir)
+        assert zoo["param_ratio"] >= 3
+        # the zoo's models are plain HF directories
+        model, _ = load_causal_lm(zoo_dir / "se")
+        assert num_params(model) == zoo["models"]["se"]["params"]
+        # weak-to-strong samples WC at the compute-matched budget
+        w2s = next(iter(run(TOY, trial.stage, device="cpu", log=lambda *_: None)))[1]
+        assert w2s["data/samples_per_problem"] == round(zoo["param_ratio"] * TOY.sampling.s_se)
 
 
 def test_toy_experiment_resumes_from_state(tmp_path):
-    stage = local_stage(tmp_path)
+    with trial.local(tmp_path):
+        _resumes(trial.stage)
+
+
+def _resumes(stage):
     full = list(run(TOY, stage, device="cpu", log=lambda *_: None))
     first_two = []
     for item in run(TOY, stage, device="cpu", log=lambda *_: None):
@@ -64,18 +86,30 @@ def test_toy_experiment_resumes_from_state(tmp_path):
 def test_one_backend_per_generator_serves_samples_and_verifier(tmp_path, monkeypatch):
     """The trial's sampling backend (a vLLM engine on a GPU) is built once and serves both
     the training samples and the verifier's samples."""
-    import core.reasoning.sampling as sampling
+    import core.reasoning.pipeline as pipeline
 
     built = []
-    real = sampling.make_backend
+    real = pipeline.make_backend
 
-    def counting(name, model_dir, **kw):
-        built.append((name, str(model_dir)))
-        return real(name, model_dir, **kw)
+    def counting(cfg, role, model_dir, device=None):
+        built.append((role, str(model_dir)))
+        return real(cfg, role, model_dir, device)
 
-    monkeypatch.setattr(sampling, "make_backend", counting)
+    monkeypatch.setattr(pipeline, "make_backend", counting)
     cfg = replace(TOY, filter=FilterConfig(method="orm", top_k=1))
-    list(run(cfg, local_stage(tmp_path), device="cpu", log=lambda *_: None))
-    names = sorted(p.name.split("-")[0] for p in tmp_path.iterdir())
-    assert names == ["orm", "samples", "zoo"]  # both sampling stages were built here
+    with trial.local(tmp_path):
+        list(run(cfg, trial.stage, device="cpu", log=lambda *_: None))
+    assert _stages(tmp_path) == {"orm": 1, "samples": 1, "zoo": 1}  # both sampling stages built here
     assert len(built) == 1 and built[0][1].endswith("/wc"), built
+
+
+def test_nested_seeds_are_derived_from_the_trial_seed_and_cannot_be_set():
+    cfg = replace(TOY, seed=3)
+    assert {cfg.seeded(p).seed for p in ("sampling", "rm", "sft", "eval")} == {3}
+    assert cfg.sampling.seed == 0  # derived where used, never written into the config
+    with pytest.raises(ConfigError, match="sampling.seed") as e:
+        replace(TOY, sampling=SamplingConfig(seed=5))
+    assert e.value.key == "sampling.seed"
+    with pytest.raises(ConfigError, match="filter.method"):
+        replace(TOY, task=replace(TOY.task, kind="gsm8k", gsm8k=replace(
+            TOY.task.gsm8k, train_path="a", test_path="b")), filter=FilterConfig("process"))

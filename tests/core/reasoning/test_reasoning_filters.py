@@ -3,7 +3,7 @@
 import pytest
 
 from core.reasoning.filters import FilterConfig, aggregate, apply_filter
-from core.reasoning.rewards import ExactStepPRM, LearnedRM, RMConfig
+from core.reasoning.rewards import LearnedRM, RMConfig
 from core.reasoning.tasks import ArithConfig, ArithTask
 
 TASK = ArithTask(ArithConfig(steps=2, number_format="reversed", template="symbolic"))
@@ -24,7 +24,7 @@ class FixedORM:
 
 def test_final_answer_keeps_false_positive_process_removes_it():
     fa = apply_filter(FilterConfig("final_answer"), TASK, [P], TEXTS)
-    pr = apply_filter(FilterConfig("process"), TASK, [P], TEXTS, prm=ExactStepPRM(TASK))
+    pr = apply_filter(FilterConfig("process"), TASK, [P], TEXTS, )
     assert fa == [[True, True, False]]
     assert pr == [[True, False, False]]
     assert apply_filter(FilterConfig("none"), TASK, [P], TEXTS) == [[True, True, True]]
@@ -37,21 +37,23 @@ def test_process_aggregations():
     assert aggregate([], "min") == 0.0
     # "last" only looks at the last step: the first-step error of BAD_STEP goes through
     last = apply_filter(FilterConfig("process", aggregation="last"), TASK, [P],
-                        [["32+54=76\n86-21=65\n#### 65"]], prm=ExactStepPRM(TASK))
+                        [["32+54=76\n86-21=65\n#### 65"]], )
     assert last == [[True]]
 
 
 def test_orm_top_k_and_threshold():
     orm = FixedORM([0.2, 0.9, 0.6])
-    assert apply_filter(FilterConfig("orm", top_k=1), TASK, [P], TEXTS, orm=orm) == [[False, True, False]]
-    assert apply_filter(FilterConfig("orm", threshold=0.5), TASK, [P], TEXTS, orm=orm) == [[False, True, True]]
+    assert apply_filter(FilterConfig("orm", top_k=1), TASK, [P], TEXTS, orm) == [[False, True, False]]
+    assert apply_filter(FilterConfig("orm", threshold=0.5), TASK, [P], TEXTS, orm) == [[False, True, True]]
 
 
-def test_bad_config_names_allowed_values():
-    with pytest.raises(ValueError, match="final_answer, process, orm, none"):
-        FilterConfig("prm")
-    with pytest.raises(ValueError, match="needs a PRM"):
-        apply_filter(FilterConfig("process"), TASK, [P], TEXTS)
+def test_filters_name_the_verifier_they_need():
+    assert FilterConfig("orm").learned_verifier == "orm"
+    assert FilterConfig("process", prm="learned").learned_verifier == "prm"
+    assert FilterConfig("process").learned_verifier is None  # the exact step checker
+    assert FilterConfig("final_answer").learned_verifier is None
+    with pytest.raises(ValueError, match="needs a learned prm"):
+        apply_filter(FilterConfig("process", prm="learned"), TASK, [P], TEXTS)
 
 
 @pytest.mark.parametrize("kind", ["orm", "prm"])
@@ -67,7 +69,7 @@ def test_learned_reward_models_fit_crafted_labels(tiny_lm_dir, kind, tmp_path):
         steps = rm.step_scores(probs, texts)
         assert len(steps[0]) == 3  # two computation lines and the "####" line
         assert min(steps[0]) > 0.5 and min(steps[1]) < 0.5
-        kept = apply_filter(FilterConfig("process", prm="learned"), TASK, [P], [texts], prm=rm)
+        kept = apply_filter(FilterConfig("process", prm="learned"), TASK, [P], [texts], rm)
         assert kept == [[True, False, False]]
     reloaded = LearnedRM.from_lm_dir(rm.save(tmp_path / kind), TASK, kind)
     flat = lambda xs: [x for row in xs for x in row]  # noqa: E731

@@ -85,7 +85,7 @@ def test_too_small_a_problem_space_is_an_error():
 
 def test_reasoning_gym_by_name_uses_its_scorer():
     pytest.importorskip("reasoning_gym")
-    from core.reasoning.tasks import ReasoningGymTask
+    from core.reasoning.tasks.gym import ReasoningGymTask
 
     task = ReasoningGymTask("basic_arithmetic", seed=1)
     probs = task.problems("test", 3)
@@ -104,7 +104,7 @@ def test_math_verify_compares_non_numeric_answers():
 def test_reasoning_gym_scores_problems_made_by_another_instance():
     """Samples drawn by one trial are judged by another (the stage cache): its task
     instance rebuilds the dataset entry from the problem id and uses the same scorer."""
-    from core.reasoning.tasks import ReasoningGymTask
+    from core.reasoning.tasks.gym import ReasoningGymTask
 
     made = ReasoningGymTask("basic_arithmetic", seed=3).problems("train", 5)
     fresh = ReasoningGymTask("basic_arithmetic", seed=3)

