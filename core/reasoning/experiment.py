@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-import torch
-
 from core.device import resolve_device
 from core.errors import ConfigError
 from core.reasoning.evaluate import EvalConfig, evaluate

@@ -78,3 +78,10 @@ def test_bad_task_and_model_settings_fail_at_validation(hf_dirs):
         _config(models={"wc_dir": hf_dirs["wc"]})
     with pytest.raises(UserError, match="allowed"):
         _config(task={"kind": "math500"})
+
+
+def test_a_nested_seed_is_refused_not_overwritten():
+    with pytest.raises(UserError, match="sampling.seed: is derived from the trial's seed"):
+        _config(sampling={"seed": 4})
+    cfg = configs.build(trainable.Config, {**TOY, "seed": 4})
+    assert cfg.seeded("sft").seed == cfg.seeded("sampling").seed == 4

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from core.errors import ConfigError
 from core.reasoning.tasks.arith import ArithConfig, ArithTask
 from core.reasoning.tasks.base import (SPLITS, Problem, Split, Task, answers_match,
                                        extract_final_answer)
@@ -41,9 +42,10 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         if self.kind == "gsm8k" and not (self.gsm8k.train_path and self.gsm8k.test_path):
-            raise ValueError("TaskConfig.gsm8k.train_path: kind gsm8k needs gsm8k.train_path and gsm8k.test_path")
+            raise ConfigError("task.gsm8k.train_path",
+                              "kind gsm8k needs gsm8k.train_path and gsm8k.test_path")
         if self.kind == "reasoning_gym" and not self.gym_dataset:
-            raise ValueError("TaskConfig.gym_dataset: kind reasoning_gym needs a dataset name")
+            raise ConfigError("task.gym_dataset", "kind reasoning_gym needs a dataset name")
 
 
 def make_task(cfg: TaskConfig, arith: ArithConfig) -> Task:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from core.reasoning.tasks.base import Problem, Split, answers_match, extract_final_answer
+from core.reasoning.tasks.base import SPLITS, Problem, Split, extract_final_answer
 
 
 @dataclass(frozen=True)

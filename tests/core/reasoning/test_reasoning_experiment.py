@@ -9,10 +9,12 @@ import pytest
 from ablab import trial
 from core.errors import ConfigError
 from core.reasoning.evaluate import EvalConfig
-from core.reasoning.experiment import ExperimentConfig, run
+from core.reasoning.experiment import (ExperimentConfig, ModelsConfig, resolve_models, run,
+                                       samples_stage)
 from core.reasoning.filters import FilterConfig
 from core.reasoning.models import TinyLMConfig, load_causal_lm, num_params
-from core.reasoning.sampling import SamplingConfig
+from core.reasoning.pipeline import Backends
+from core.reasoning.sampling import Generator, SamplingConfig
 from core.reasoning.rewards import RMConfig
 from core.reasoning.sft import SFTConfig
 from core.reasoning.tasks import ArithConfig
@@ -32,8 +34,8 @@ TOY = ExperimentConfig(
 
 def _stages(root):
     """{stage name: number of built stages of that name} under the local trial's root."""
-    return {d.name: len(list(d.iterdir())) for d in sorted((root / "stages").iterdir())
-            if d.is_dir() and not d.name.startswith(".")}
+    return {d.name: sum(s.is_dir() for s in d.iterdir()) for d in sorted((root / "stages").iterdir())
+            if d.is_dir()}
 
 
 def test_toy_experiment_every_filter_shares_stages(tmp_path):
@@ -55,7 +57,7 @@ def test_toy_experiment_every_filter_shares_stages(tmp_path):
             assert step0["data/tokens_estimated"] == 0.0  # the hf backend counts tokens
             assert all(v == v for s in out for v in s[1].values())  # NaN never reported
         assert _stages(tmp_path) == {"orm": 1, "samples": 1, "zoo": 1}  # each built once
-        zoo_dir = next((tmp_path / "stages" / "zoo").iterdir())
+        zoo_dir = next(d for d in (tmp_path / "stages" / "zoo").iterdir() if d.is_dir())
         zoo = read_zoo(zoo_dir)
         assert zoo["param_ratio"] >= 3
         # the zoo's models are plain HF directories
@@ -113,3 +115,29 @@ def test_nested_seeds_are_derived_from_the_trial_seed_and_cannot_be_set():
     with pytest.raises(ConfigError, match="filter.method"):
         replace(TOY, task=replace(TOY.task, kind="gsm8k", gsm8k=replace(
             TOY.task.gsm8k, train_path="a", test_path="b")), filter=FilterConfig("process"))
+
+
+def test_samples_are_keyed_by_what_determines_them(tiny_lm_dir, tmp_path):
+    """The model's content, the decoding settings and the seed key the samples; the
+    model's path and the server's address do not."""
+    import shutil
+
+    copy = shutil.copytree(tiny_lm_dir, tmp_path / "copy")
+    base = replace(TOY, models=ModelsConfig(str(tiny_lm_dir), str(tiny_lm_dir)))
+
+    def sample(cfg) -> int:
+        models = resolve_models(cfg, trial.stage, "cpu")
+        with Backends(cfg.seeded("sampling"), "cpu") as backends:
+            samples_stage(cfg, "wc", models, trial.stage, backends)
+        return _stages(tmp_path / "root")["samples"]
+
+    with trial.local(tmp_path / "root"):
+        assert sample(base) == 1
+        assert sample(replace(base, models=ModelsConfig(str(copy), str(copy)))) == 1
+        elsewhere = replace(base.sampling, base_url="http://10.0.0.7:9000/v1", api_key_env="K",
+                            wc=Generator(base_url="http://10.0.0.8:8000/v1"))
+        assert sample(replace(base, sampling=elsewhere)) == 1
+        assert sample(replace(base, sampling=replace(base.sampling, temperature=1.0))) == 2
+        assert sample(replace(base, seed=1)) == 3
+        served = replace(base.sampling, wc=Generator(model="served-name", revision="r1"))
+        assert sample(replace(base, sampling=served)) == 4
