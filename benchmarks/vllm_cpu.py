@@ -277,16 +277,16 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--max-model-len", type=int, default=None,
                    help=f"prompt + answer tokens (default: {MAX_MODEL_LEN}, or the model's own "
                         f"context length when shorter)")
-    s.add_argument("server_args", nargs=argparse.REMAINDER,
-                   help="after --: passed to the server as they are (e.g. -- --seed 0)")
-    a = parser.parse_args(argv)
+    s.epilog = "Arguments after -- go to the server as they are, e.g. -- --seed 0."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    a = parser.parse_args(argv[: len(argv) - len(extra) - (1 if "--" in argv else 0)])
     ensure_side_venv()
     if a.command == "build":
         print(f"{side_python()}\n{json.dumps(build_info(), indent=1)}")
         return
     if not (a.model_dir / "config.json").is_file():
         parser.error(f"{a.model_dir} is not a Hugging Face model directory (no config.json)")
-    extra = a.server_args[1:] if a.server_args[:1] == ["--"] else a.server_args
     cmd = serve_command(a.model_dir, a.host, a.port, a.max_model_len, extra)
     print(f"serving {a.model_dir} at http://{a.host}:{a.port}/v1: {' '.join(cmd)}", flush=True)
     os.execve(cmd[0], cmd, side_env())  # the server in the foreground: Ctrl-C stops it
