@@ -99,7 +99,7 @@ def cmd_validate(args) -> int:
         study = load_study(f, args.overrides)
         trials = expand(study, f)
         print(f"ok  {f}: study {study.name!r}, trainable {study.trainable!r}, {len(variants(study))} variant(s) x "
-              f"{len(grid_points(study))} grid point(s) x {len(study.seeds)} seed(s) = {len(trials)} trials")
+              f"{len(grid_points(study))} grid point(s) x {len(study.seed_list)} seed(s) = {len(trials)} trials")
     return 0
 
 

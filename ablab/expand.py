@@ -30,6 +30,7 @@ class Variant:
     ablation: str | None  # the ablated part, None for the baseline
     action: str | None  # replace | remove
     changes: dict[str, Any] = field(default_factory=dict)  # dotted key -> value
+    tune: dict[str, list[Any]] = field(default_factory=dict)  # dotted key -> values tried for this arm
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,15 @@ class TrialSpec:
     context: dict[str, Any]  # the grid point (dotted key -> value); {} without a grid
     seed: int
     config: dict[str, Any]  # the full nested trainable config, seed included
+    tune: dict[str, Any] = field(default_factory=dict)  # the tuned values this trial tries; {} untuned
 
     @property
     def context_label(self) -> str:
         return context_label(self.context)
+
+    @property
+    def tune_label(self) -> str:
+        return context_label(self.tune) if self.tune else ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +63,7 @@ class TrialSpec:
             "context": self.context,
             "seed": self.seed,
             "config": self.config,
+            **({"tune": self.tune} if self.tune else {}),  # untuned studies keep their old fingerprint
         }
 
     @classmethod
@@ -78,15 +85,25 @@ def variants(study: Study) -> list[Variant]:
     baseline_changes: dict[str, Any] = {}
     for a in study.ablations:
         baseline_changes.update(_changes(a.part, a.baseline))
-    out = [Variant(BASELINE, None, None, baseline_changes)]
+    # The baseline sits in every table, so it is tuned over every key any ablation tunes.
+    baseline_tune = dict(study.tune)
+    for a in study.ablations:
+        baseline_tune.update(a.tune)
+    out = [Variant(BASELINE, None, None, baseline_changes, baseline_tune)]
     for a in study.ablations:
         for r in a.replacements:
             changes = dict(baseline_changes)
             for k in _changes(a.part, a.baseline):
                 changes.pop(k)
             changes.update(_changes(a.part, r))
-            out.append(Variant(f"{a.part}={_label(r)}", a.part, a.action, changes))
+            out.append(Variant(f"{a.part}={_label(r)}", a.part, a.action, changes, {**study.tune, **a.tune}))
     return out
+
+
+def tune_points(tune: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    if not tune:
+        return [{}]
+    return [dict(zip(tune, values)) for values in itertools.product(*tune.values())]
 
 
 def _changes(part: str, value: Any) -> dict[str, Any]:
@@ -141,7 +158,8 @@ def count_trials(study: Study) -> int:
     n_points = 1
     for values in study.grid.values():
         n_points *= len(values)
-    return n_points * len(variants(study)) * len(study.seeds)
+    per_seed = sum(len(tune_points(v.tune)) for v in variants(study))
+    return n_points * per_seed * len(study.seed_list)
 
 
 def expand(study: Study, file: str | None = None) -> list[TrialSpec]:
@@ -159,10 +177,10 @@ def expand(study: Study, file: str | None = None) -> list[TrialSpec]:
     trials = []
     built: dict[str, Any] = {}
     for point in grid_points(study):
-        for v in variants(study):
-            for seed in study.seeds:
+        for v, tuned in ((v, t) for v in variants(study) for t in tune_points(v.tune)):
+            for seed in study.seed_list:
                 config = copy.deepcopy(study.base)
-                for k, val in {**point, **v.changes}.items():
+                for k, val in {**point, **v.changes, **tuned}.items():
                     set_dotted(config, k, val)
                 config["seed"] = seed
                 # Validate once per distinct config without the seed: the seed never makes it invalid.
@@ -171,9 +189,10 @@ def expand(study: Study, file: str | None = None) -> list[TrialSpec]:
                     try:
                         built[fingerprint] = configs.build(module.Config, config)
                     except UserError as exc:
-                        where = "base" if not exc.key or exc.key.split(".")[0] not in {*point, *v.changes} else None
+                        where = "base" if not exc.key or exc.key.split(".")[0] not in {*point, *v.changes, *tuned} else None
                         raise _place(exc, file, where, v, point) from None
-                key = " | ".join([context_label(point), v.name, f"seed={seed}"])
+                key = " | ".join([context_label(point), v.name, *([f"tune: {context_label(tuned)}"] if tuned else []),
+                                  f"seed={seed}"])
                 trials.append(
                     TrialSpec(
                         key=key,
@@ -183,6 +202,7 @@ def expand(study: Study, file: str | None = None) -> list[TrialSpec]:
                         context=point,
                         seed=seed,
                         config=configs.to_dict(built[fingerprint]) | {"seed": seed},
+                        tune=tuned,
                     )
                 )
     return trials
@@ -210,6 +230,12 @@ def _check_metrics(study: Study, module, file: str | None) -> None:
                 f"trainable `{study.trainable}` does not report this metric", file=file, key=key,
                 value=name, allowed=sorted(declared),
             )
+    for m in study.stats.smallest_effect:
+        if m not in declared:
+            raise UserError(
+                f"trainable `{study.trainable}` does not report this metric", file=file,
+                key="stats.smallest_effect", value=m, allowed=sorted(declared),
+            )
     for i, a in enumerate(study.ablations):
         for m in a.metrics or []:
             if m not in declared:
@@ -228,7 +254,8 @@ def _check_metrics(study: Study, module, file: str | None) -> None:
 def fingerprint(study: Study, trials: list[TrialSpec]) -> str:
     """Identity of a study's definition: what must not change when a study is resumed."""
     payload = json.dumps(
-        {"trainable": study.trainable, "trials": [t.to_json() for t in trials]},
+        {"trainable": study.trainable, "trials": [t.to_json() for t in trials],
+         **({"adaptive_seeds": study.adaptive_seeds} if study.adaptive_seeds else {})},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -30,13 +30,28 @@ def table_rows(report: Report) -> dict[tuple[str, str], list[list[str]]]:
         tables[(row.context, row.ablation)].append([
             row.variant, row.metric, str(row.summary.n), str(row.summary),
             "" if c is None else f"{_num(c.diff)} [{_num(c.ci_low)}, {_num(c.ci_high)}]",
-            "" if c is None or math.isnan(c.p_value) else f"{c.p_value:.3g}",
+            "" if c is None or math.isnan(row.p_adjusted) else f"{row.p_adjusted:.3g}",
+            "" if c is None or math.isnan(row.mde) else f"{row.mde:.3g}",
+            notes(row),
             row.verdict,
         ])
     return tables
 
 
-HEADER = ["variant", "metric", "n", "mean ± std", "Δ vs baseline [95% CI]", "p (Welch)", "verdict"]
+def notes(row: Row) -> str:
+    """Chosen tuned values with their wins, censored seeds, an arm short of seeds."""
+    out = []
+    if row.tuned:
+        out.append("tuned: " + ", ".join(f"{v} ({n}×)" for v, n in sorted(row.tuned.items(), key=lambda x: -x[1])))
+    for c in row.censored:
+        last = "-" if c.last_value is None else f"{c.last_value:.4g}"
+        out.append(f"seed {c.seed} {c.state} at step {c.step if c.step is not None else '-'} ({last})")
+    if row.below_min:
+        out.append("fewer seeds than planned")
+    return "; ".join(out)
+
+
+HEADER = ["variant", "metric", "n", "mean ± std", "Δ vs baseline [CI]", "p (adjusted)", "MDE (80%)", "notes", "verdict"]
 
 
 def to_markdown(report: Report, plots: dict[str, list[str]] | None = None, pictures: dict[str, str] | None = None) -> str:
@@ -50,8 +65,7 @@ def to_markdown(report: Report, plots: dict[str, list[str]] | None = None, pictu
         f"Trainable `{s.trainable}`, seeds {s.seeds}, selection metric `{s.metric}` ({s.mode}). "
         f"Trials: {len(report.records)} — {c['finished']} finished, {c['stopped']} stopped early, "
         f"{c['failed']} failed, {c['running'] + c['pending']} not done. "
-        "Means use finished trials only; Δ is mean(variant) − mean(baseline) with a 95% Welch CI; "
-        "a verdict of better/worse means the CI excludes 0.",
+        + report.methods,
         "",
     ]
     for (ctx, part), rows in table_rows(report).items():

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from ablab import __version__
+from ablab.analysis import select
 from ablab.errors import UserError
 from ablab.expand import TrialSpec, expand, fingerprint
 from ablab.records import StudyPaths, TrialState, load_records, read_study_file, write_json_atomic
@@ -202,5 +203,6 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
         status = "failed"
     # children of trials cut short by Ctrl-C are closed as KILLED; a resumed trial reopens its own
     tracker.close_orphans(parent_id)
+    tracker.tag_selected(parent_id, select(study, [r for r in records if r.state.is_done]))
     tracker.end_parent(parent_id, "KILLED" if status == "interrupted" else "FINISHED")
     return status

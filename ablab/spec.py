@@ -42,6 +42,11 @@ class Ablation(_Strict):
     metrics: list[str] | None = Field(
         default=None, description="metrics compared in the report (default: the study's metrics)"
     )
+    tune: dict[str, list[Value]] = Field(
+        default_factory=dict,
+        description="values tried for every arm of this ablation (and the baseline); per arm and seed the "
+        "best on `metric` is kept",
+    )
 
     @field_validator("part")
     @classmethod
@@ -61,6 +66,49 @@ class Ablation(_Strict):
         if len({repr(r) for r in self.replacements}) != len(self.replacements):
             raise ValueError("replacements are listed twice")
         return self
+
+
+def _check_tune(v: dict[str, list]) -> dict[str, list]:
+    for key, values in v.items():
+        if not values:
+            raise ValueError(f"tune key {key!r} has no values")
+        if len({repr(x) for x in values}) != len(values):
+            raise ValueError(f"tune key {key!r} lists a value twice")
+    return v
+
+
+class SeedRange(_Strict):
+    """Adaptive seeds: `min` per arm, more only for arms whose verdict is still open."""
+
+    min: int = Field(ge=2, le=MAX_SEEDS, description="seeds every arm runs (seeds 0..min-1)")
+    max: int = Field(ge=2, le=MAX_SEEDS, description="the most seeds an arm runs")
+
+    @model_validator(mode="after")
+    def _order(self) -> SeedRange:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
+class Stats(_Strict):
+    """How verdicts are reached."""
+
+    correction: Literal["holm", "none"] = Field(
+        default="holm", description="adjustment of p-values over the arms x metrics of one table"
+    )
+    smallest_effect: dict[str, float] = Field(
+        default_factory=dict,
+        description="per metric, the smallest difference that matters; with it a verdict can be `equivalent`",
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="confidence of intervals; alpha = 1 - it")
+
+    @field_validator("smallest_effect")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, d in v.items():
+            if not d > 0:
+                raise ValueError(f"smallest effect of {k!r} must be > 0")
+        return v
 
 
 class Resources(_Strict):
@@ -121,7 +169,12 @@ class Study(_Strict):
     base: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Value]] = Field(default_factory=dict)
     ablations: list[Ablation] = Field(default_factory=list)
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[int] | SeedRange = Field(default_factory=lambda: [0])
+    tune: dict[str, list[Value]] = Field(
+        default_factory=dict,
+        description="values tried for every arm; per arm and seed the best on `metric` enters the table",
+    )
+    stats: Stats = Field(default_factory=Stats)
     metric: str
     mode: Literal["max", "min"]
     metrics: list[str] | None = Field(default=None, description="metrics in the report (default: metric)")
@@ -146,7 +199,7 @@ class Study(_Strict):
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, v: Any) -> Any:
-        # `seeds: 3` is short for [0, 1, 2]
+        # `seeds: 3` is short for [0, 1, 2]; `seeds: {min: 3, max: 10}` is adaptive
         if isinstance(v, int) and not isinstance(v, bool):
             if v < 1:
                 raise ValueError("a number of seeds must be at least 1")
@@ -158,7 +211,9 @@ class Study(_Strict):
 
     @field_validator("seeds")
     @classmethod
-    def _seed_values(cls, v: list[int]) -> list[int]:
+    def _seed_values(cls, v: list[int] | SeedRange) -> list[int] | SeedRange:
+        if isinstance(v, SeedRange):
+            return v
         if not v:
             raise ValueError("needs at least one seed")
         if len(v) > MAX_SEEDS:
@@ -179,8 +234,22 @@ class Study(_Strict):
                 raise ValueError(f"grid key {key!r} lists a value twice")
         return v
 
+    @field_validator("tune")
+    @classmethod
+    def _tune(cls, v: dict[str, list]) -> dict[str, list]:
+        return _check_tune(v)
+
     @model_validator(mode="after")
     def _check(self) -> Study:
+        for a in self.ablations:
+            _check_tune(a.tune)
+            clash = (set(a.tune) & set(self.tune)) | (set(a.tune) & {a.part})
+            if clash:
+                raise ValueError(f"{sorted(clash)[0]!r} is tuned twice, or is the ablated part itself")
+        tuned = set(self.tune) | {k for a in self.ablations for k in a.tune}
+        fixed = ({a.part for a in self.ablations} | set(self.grid)) & tuned
+        if fixed:
+            raise ValueError(f"{sorted(fixed)[0]!r} is both tuned and an ablation part or grid key")
         parts = [a.part for a in self.ablations]
         if len(set(parts)) != len(parts):
             raise ValueError("an ablation part is listed twice")
@@ -192,6 +261,15 @@ class Study(_Strict):
     @property
     def report_metrics(self) -> list[str]:
         return list(self.metrics) if self.metrics else [self.metric]
+
+    @property
+    def seed_list(self) -> list[int]:
+        """Every seed an arm may run (for adaptive seeds: up to max)."""
+        return list(range(self.seeds.max)) if isinstance(self.seeds, SeedRange) else list(self.seeds)
+
+    @property
+    def adaptive_seeds(self) -> tuple[int, int] | None:
+        return (self.seeds.min, self.seeds.max) if isinstance(self.seeds, SeedRange) else None
 
 
 # ---------------------------------------------------------------------------- loading

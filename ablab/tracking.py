@@ -23,6 +23,7 @@ T = TypeVar("T")
 TAG_STUDY = "ablab.study"
 TAG_KEY = "ablab.trial_key"
 TAG_STATE = "ablab.state"
+TAG_SELECTED = "ablab.selected"  # true: the trial enters the ablation table (tuned value chosen)
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LEN = 6000
 
@@ -196,6 +197,14 @@ class Tracker:
         for k, v in tags.items():
             _retry(lambda k=k, v=v: self.client.set_tag(run_id, k, v))
         _retry(lambda: self.client.set_terminated(run_id, status=status))
+
+    def tag_selected(self, parent_id: str, selected: Mapping[str, bool]) -> None:
+        """`ablab.selected=true|false` on each child whose trial key is in `selected`."""
+        for run in self.children(parent_id):
+            key = run.data.tags.get(TAG_KEY)
+            value = None if key not in selected else ("true" if selected[key] else "false")
+            if value is not None and run.data.tags.get(TAG_SELECTED) != value:
+                _retry(lambda r=run.info.run_id, v=value: self.client.set_tag(r, TAG_SELECTED, v))
 
     def end_parent(self, run_id: str, status: str) -> None:
         _retry(lambda: self.client.set_terminated(run_id, status=status))
