@@ -15,6 +15,7 @@ from ray.tune import (
     TuneConfig,
     Tuner,
 )
+from ray.tune.search import Searcher
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "FIFOScheduler",
     "MedianStoppingRule",
     "TrialScheduler",
+    "Searcher",
 ]

@@ -144,7 +144,9 @@ def load_records(paths: StudyPaths) -> list[TrialRecord]:
     if paths.trials_dir.exists():
         for log in sorted(paths.trials_dir.glob("*.jsonl")):
             rec = fold_log(log)
-            if rec is not None:
+            # A trial asked for again after a driver crash (adaptive seeds) has a second log
+            # under a new trial id; the one that ended is the trial's record.
+            if rec is not None and not (rec.spec.key in by_key and by_key[rec.spec.key].state.is_done):
                 by_key[rec.spec.key] = rec
     return [by_key.get(s.key) or TrialRecord(trial_id="", spec=s) for s in specs]
 

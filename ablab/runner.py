@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from ablab import __version__
-from ablab.analysis import select
+from ablab.analysis import planned, select
 from ablab.errors import UserError
 from ablab.expand import TrialSpec, expand, fingerprint
 from ablab.records import StudyPaths, TrialState, load_records, read_study_file, write_json_atomic
@@ -107,6 +107,7 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
     from ablab.progress import ProgressCallback
     from ablab.ray_api import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner, tune
     from ablab.schedulers import make_scheduler
+    from ablab.seeds import AdaptiveSeeds
 
     study, paths = prep.study, prep.paths
     # With the SQLite default, artifacts sit beside it in the study folder; a tracking
@@ -153,10 +154,11 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
     ]
     trainable = tune.with_resources(trial_api.run, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
     stage_root = str(paths.stages_dir.resolve())
-    param_space = {"ablab": tune.grid_search([
-        {"trainable": study.trainable, "stage_root": stage_root, "study_dir": str(paths.dir.resolve()),
-         **t.to_json()} for t in prep.trials
-    ])}
+    entries = [{"trainable": study.trainable, "stage_root": stage_root, "study_dir": str(paths.dir.resolve()),
+                **t.to_json()} for t in prep.trials]
+    # Adaptive seeds: a Searcher suggests the trials round by round; otherwise one grid.
+    searcher = AdaptiveSeeds(study.model_dump(mode="json"), entries, storage) if study.adaptive_seeds else None
+    param_space = {} if searcher else {"ablab": tune.grid_search(entries)}
     # Ray's own console output is replaced by ablab.progress; its warning about frequent
     # experiment snapshots fires on every short trial that checkpoints each step.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -176,7 +178,8 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
             param_space=param_space,
             tune_config=TuneConfig(
                 scheduler=make_scheduler(study),
-                num_samples=1,  # seeds are part of the grid
+                search_alg=searcher,
+                num_samples=len(entries) if searcher else 1,  # seeds are part of the grid
                 reuse_actors=True,  # torch is imported once per worker, not once per trial
                 max_concurrent_trials=study.max_concurrent,
                 trial_dirname_creator=_trial_dirname,
@@ -196,7 +199,7 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
         tuner.fit()
     except KeyboardInterrupt:
         status = "interrupted"
-    records = load_records(paths)
+    records = planned(study, load_records(paths), paths)
     if not all(r.state.is_done for r in records):
         status = "interrupted"
     elif any(r.state == TrialState.FAILED for r in records):
