@@ -56,6 +56,8 @@ def train(cfg: Config) -> None:
             "train/loss": loss,
             "val/acc": accuracy(net, data.x_val, data.y_val),
             "test/acc": accuracy(net, data.x_test, data.y_test),
+            # the examples behind each accuracy: the report counts the test set's own noise
+            "val/acc:n": len(data.y_val), "test/acc:n": len(data.y_test),
         }
         state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "generator": gen.get_state(), "epoch": epoch}

@@ -73,11 +73,12 @@ def _check(paths, n_started_logs_allowed_extra: bool = False):
     return seeds, verdicts
 
 
-def test_seeds_are_added_only_where_the_verdict_is_open(write_sweep):
+def test_seeds_are_added_only_where_the_verdict_is_open(ray_session, write_sweep, capsys):
+    from ablab.cli import main
+
     sweep = write_sweep(SWEEP.format(name="adaptive", extra=""))
-    proc = _ablab("run", str(sweep), "--no-live")
-    out, _ = proc.communicate(timeout=900)
-    assert proc.returncode == 0, out
+    code = main(["run", str(sweep), "--no-live"])
+    assert code == 0, capsys.readouterr().out
     seeds, verdicts = _check(study_paths(sweep, "adaptive"))
     log = json.loads((study_paths(sweep, "adaptive").dir / "seeds.json").read_text())
     assert log["finished"] and all(set(r["added"]) <= {"all | baseline", f"all | {CLOSE}"} for r in log["rounds"][1:])
