@@ -200,6 +200,14 @@ class Study(_Strict):
     @classmethod
     def _seeds(cls, v: Any) -> Any:
         # `seeds: 3` is short for [0, 1, 2]; `seeds: {min: 3, max: 10}` is adaptive
+        if isinstance(v, dict):
+            try:  # validated here, so an error names the range, not the union's list member
+                return SeedRange.model_validate(v)
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in err["loc"])
+                msg = err["msg"].removeprefix("Value error, ")
+                raise ValueError(f"{where} {msg}" if where else msg) from None
         if isinstance(v, int) and not isinstance(v, bool):
             if v < 1:
                 raise ValueError("a number of seeds must be at least 1")
