@@ -179,7 +179,9 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
             tune_config=TuneConfig(
                 scheduler=make_scheduler(study),
                 search_alg=searcher,
-                num_samples=len(entries) if searcher else 1,  # seeds are part of the grid
+                # the grid holds the seeds; a searcher ends the study itself (headroom: a trial
+                # lost with a killed driver is asked for again and counts twice)
+                num_samples=2 * len(entries) if searcher else 1,
                 reuse_actors=True,  # torch is imported once per worker, not once per trial
                 max_concurrent_trials=study.max_concurrent,
                 trial_dirname_creator=_trial_dirname,
