@@ -50,10 +50,6 @@ class TrialSpec:
     def context_label(self) -> str:
         return context_label(self.context)
 
-    @property
-    def tune_label(self) -> str:
-        return context_label(self.tune) if self.tune else ""
-
     def to_json(self) -> dict[str, Any]:
         return {
             "key": self.key,
@@ -100,12 +96,6 @@ def variants(study: Study) -> list[Variant]:
     return out
 
 
-def tune_points(tune: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    if not tune:
-        return [{}]
-    return [dict(zip(tune, values)) for values in itertools.product(*tune.values())]
-
-
 def _changes(part: str, value: Any) -> dict[str, Any]:
     """A variant value as dotted settings: a scalar sets `part`, a mapping sets several keys."""
     if isinstance(value, dict):
@@ -113,11 +103,13 @@ def _changes(part: str, value: Any) -> dict[str, Any]:
     return {part: value}
 
 
+def points(values: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the listed values ({} when nothing is listed): grid and tune points."""
+    return [dict(zip(values, combo)) for combo in itertools.product(*values.values())]
+
+
 def grid_points(study: Study) -> list[dict[str, Any]]:
-    if not study.grid:
-        return [{}]
-    keys = list(study.grid)
-    return [dict(zip(keys, values)) for values in itertools.product(*study.grid.values())]
+    return points(study.grid)
 
 
 def set_dotted(config: dict[str, Any], dotted: str, value: Any) -> None:
@@ -158,7 +150,7 @@ def count_trials(study: Study) -> int:
     n_points = 1
     for values in study.grid.values():
         n_points *= len(values)
-    per_seed = sum(len(tune_points(v.tune)) for v in variants(study))
+    per_seed = sum(len(points(v.tune)) for v in variants(study))
     return n_points * per_seed * len(study.seed_list)
 
 
@@ -177,7 +169,7 @@ def expand(study: Study, file: str | None = None) -> list[TrialSpec]:
     trials = []
     built: dict[str, Any] = {}
     for point in grid_points(study):
-        for v, tuned in ((v, t) for v in variants(study) for t in tune_points(v.tune)):
+        for v, tuned in ((v, t) for v in variants(study) for t in points(v.tune)):
             for seed in study.seed_list:
                 config = copy.deepcopy(study.base)
                 for k, val in {**point, **v.changes, **tuned}.items():
