@@ -10,7 +10,9 @@ known from what the trainable reported (a proportion's n, or a per-example sd), 
 per-seed variance used is max(s², mean evaluation variance). The floor only widens the
 interval, and it never lets a deterministic evaluation (all seeds equal) produce a zero
 denominator. Without any evaluation information and with s² = 0 there is no noise
-estimate at all, and no verdict.
+estimate at all, and no verdict. The seeds' evaluation errors are treated as independent
+(each seed's model errs on its own examples); seeds that share one test set and make
+nearly the same mistakes share their error too, which this floor then understates.
 
 Decisions. Two-sided Welch tests give p-values for "the arm differs from the baseline";
 two one-sided tests (TOST) against ±δ (the smallest effect of interest) give p-values for
