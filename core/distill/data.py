@@ -20,7 +20,9 @@ Sources:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,7 +30,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from core.distill._checks import check_config, require
+from core.distill._checks import require
 
 DatasetName = Literal["mnist1d", "digits", "npz", "mnist", "fashion_mnist", "cifar10", "cifar100"]
 
@@ -57,7 +59,6 @@ class DataConfig:
     """Seed of the stratified train/validation split."""
 
     def __post_init__(self) -> None:
-        check_config(self)
         require(0.0 <= self.val_fraction < 1.0, self, "val_fraction", "must be in [0, 1)")
         require(
             self.name not in ("npz", *_TORCHVISION) or bool(self.path),
@@ -117,6 +118,21 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         num_classes=num_classes,
         input_shape=tuple(x_tr.shape[1:]),
     )
+
+
+Stage = Callable[[str, object, Callable[[Path], None]], Path]
+"""stage(name, config, build) -> folder: a shared stage built once per config (the caller's
+cache; `build` writes into the folder it is given)."""
+
+
+def staged_dataset(cfg: DataConfig, stage: Stage) -> Dataset:
+    """`load_dataset(cfg)` through the caller's stage cache: generated once, then read."""
+
+    def build(folder: Path) -> None:
+        torch.save(dataclasses.asdict(load_dataset(cfg)), folder / "data.pt")
+
+    folder = stage("dataset", cfg, build)
+    return Dataset(**torch.load(folder / "data.pt", weights_only=False))
 
 
 # --- sources --------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """Evaluation of a (synthetic) training set: train K fresh networks on it, test on real data.
 
+`evaluate_set` trains and tests K networks of one architecture; `evaluate_synthetic` is the
+evaluation protocol of a DistillConfig (the IPC accuracy and the cross-architecture ones).
+
 The hot loop of the whole study. The K networks are trained batched: their parameters are
 stacked (torch.func.stack_module_state) and one vmapped functional forward trains all K at
 once, each on its own shuffling and augmentation, so the result is the same as K
@@ -15,6 +18,8 @@ std (ddof=0), as in the DC/DM reference code.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
+from core.distill.augment import DiffAugment
+from core.distill.config import DistillConfig
 from core.distill.data import Dataset
 from core.distill.networks import NetConfig, seeded_network
 from core.distill.train import Augment, TrainConfig, accuracy, make_optimizer, train_network
@@ -71,8 +78,6 @@ def evaluate_set(
     CPU, where they are compute-bound and the vmapped grouped convolutions measured slower
     (0.68x at 1 thread, 0.77x at 2; benchmarks/distill.py, BENCHMARKS.md).
     """
-    import time
-
     t0 = time.perf_counter()
     device = x.device
     seeds = [seed * 1000 + k for k in range(num_nets)]
@@ -163,3 +168,49 @@ class StackedNets:
             correct += (logits.argmax(-1) == y[i : i + batch_size]).sum(1)
         self.base.train()
         return (correct / max(len(x), 1)).tolist()
+
+
+def evaluate_synthetic(
+    cfg: DistillConfig,
+    data: Dataset,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    seed: int,
+    archs: tuple[str, ...] = (),
+) -> dict[str, float]:
+    """The evaluation protocol of `cfg` on the synthetic set (x, y).
+
+    Metrics: val/acc, test/acc, test/acc_std (cfg.eval_arch); test/acc_<arch> and
+    test/acc_std_<arch> for eval_arch and every arch of `archs`; test/acc_cross, their mean
+    over `archs` (so a difference to the baseline is the cross-architecture gain);
+    time/eval_sec. Beside every accuracy `m`, `m:n` is the number of evaluation examples
+    behind it (the split's size: the networks are averaged on the same examples).
+    Networks are drawn from `seed` only, so every variant is evaluated by the same ones.
+    """
+    device = x.device
+    aug = DiffAugment.for_input(data.input_shape, cfg.dsa_strategy or None) if cfg.eval_dsa else None
+    n_test, n_val = float(len(data.y_test)), float(len(data.y_val))
+    metrics: dict[str, float] = {}
+    t0 = time.perf_counter()
+    for arch in dict.fromkeys((cfg.eval_arch, *archs)):  # ordered, no duplicates
+        r = evaluate_set(x, y, _on_device(data, device), cfg.eval_net(arch), cfg.eval_train,
+                         cfg.eval_nets_of(arch), seed=seed, augment=aug)
+        metrics[f"test/acc_{arch}"], metrics[f"test/acc_{arch}:n"] = r.test_mean, n_test
+        metrics[f"test/acc_std_{arch}"] = r.test_std
+        if arch == cfg.eval_arch:
+            metrics["test/acc"], metrics["test/acc:n"], metrics["test/acc_std"] = r.test_mean, n_test, r.test_std
+            metrics["val/acc"], metrics["val/acc:n"] = r.val_mean, n_val
+    if archs:
+        metrics["test/acc_cross"] = sum(metrics[f"test/acc_{a}"] for a in archs) / len(archs)
+        metrics["test/acc_cross:n"] = n_test
+    metrics["time/eval_sec"] = time.perf_counter() - t0
+    return metrics
+
+
+def _on_device(data: Dataset, device: torch.device) -> Dataset:
+    if data.x_train.device == device:
+        return data
+    return dataclasses.replace(
+        data, **{f: getattr(data, f).to(device) for f in
+                 ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
+    )

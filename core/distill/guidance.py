@@ -3,9 +3,10 @@
     L = L_base(x_syn) + alpha * L_ptm(x_syn)
 
 `ptm_loss` chooses the formulation of L_ptm for one PTM f (logits f(x), penultimate
-features h(x)), with y_syn the synthetic labels and T the temperature:
+features h(x)), with y_syn the synthetic labels and T the temperature (`none`, the REMOVE
+ablation, is the base method alone: the config decides that, see DistillConfig.uses_ptm,
+and no guidance is built):
 
-- none:   0 (the REMOVE ablation: the base method alone).
 - ce:     CE(f(x_syn), y_syn), the CLoM baseline of Lu et al. (2023).
 - kl:     KL(p_class || softmax(f(x_syn) / T)), where p_class = mean over the real training
           samples of the class of softmax(f(x) / T) (the same T, so the loss is 0 exactly when
@@ -27,13 +28,14 @@ training split, when the guidance is built.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-PTMLoss = Literal["none", "ce", "kl", "mse", "cosine"]
+Formulation = Literal["ce", "kl", "mse", "cosine"]
+PTMLoss = Literal["none", Formulation]
 PTMAggregation = Literal["single", "ensemble"]
 CosineOn = Literal["logits", "features"]
 
@@ -78,7 +80,7 @@ def class_targets(
 
 
 def ptm_loss(
-    kind: PTMLoss,
+    kind: Formulation,
     logits: torch.Tensor,
     y: torch.Tensor,
     targets: ClassTargets | None = None,
@@ -90,8 +92,6 @@ def ptm_loss(
     logits: (N, C) PTM logits of x_syn; y: (N,) labels; features: (N, D), only for
     cosine on features (pass features instead of None to select it).
     """
-    if kind == "none":
-        return logits.new_zeros(())
     if kind == "ce":
         return F.cross_entropy(logits, y)
     if targets is None:
@@ -104,7 +104,7 @@ def ptm_loss(
     if kind == "cosine":
         v, t = (logits, targets.logits) if features is None else (features, targets.features)
         return (1 - F.cosine_similarity(v, t[y], dim=1)).mean()
-    raise ValueError(f"ptm_loss: {kind!r} is not allowed; allowed values: none, ce, kl, mse, cosine")
+    raise ValueError(f"ptm_loss: {kind!r} is not allowed; allowed values: {', '.join(get_args(Formulation))}")
 
 
 class PTMGuidance:
@@ -116,12 +116,12 @@ class PTMGuidance:
         x_real: torch.Tensor,
         y_real: torch.Tensor,
         num_classes: int,
-        loss: PTMLoss = "ce",
+        loss: Formulation = "ce",
         aggregation: PTMAggregation = "single",
         temperature: float = 1.0,
         cosine_on: CosineOn = "logits",
     ):
-        if loss != "none" and not ptms:
+        if not ptms:
             raise ValueError(f"ptm_loss={loss!r} needs a PTM pool, got none")
         self.ptms = list(ptms)
         for p in self.ptms:
@@ -146,8 +146,6 @@ class PTMGuidance:
         self, x_syn: torch.Tensor, y_syn: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, int]:
         """(L_ptm aggregated over the pool, number of PTM forward passes)."""
-        if self.loss == "none":
-            return x_syn.new_zeros(()), 0
         if self.aggregation == "single":
             i = int(torch.randint(len(self.ptms), (1,), generator=generator))
             return self.loss_of(i, x_syn, y_syn), 1

@@ -26,15 +26,17 @@ reference code: per-sample statistics, so batches of different classes can share
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-from core.distill._checks import check_config, require
+from core.distill._checks import require
 
 Arch = Literal["mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18"]
-ARCHS: tuple[str, ...] = ("mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18")
+Norm = Literal["instancenorm", "batchnorm", "none"]
+Activation = Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu"]
+ARCHS: tuple[str, ...] = get_args(Arch)
 
 
 @dataclass(frozen=True)
@@ -47,13 +49,12 @@ class NetConfig:
     """Channels per conv layer (convnet) or hidden units (mlp). Ignored by the others."""
     depth: int = 3
     """Conv blocks (convnet) or hidden layers (mlp). Ignored by the others."""
-    activation: Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu"] = "relu"
+    activation: Activation = "relu"
     """Nonlinearity after every conv / hidden layer."""
-    norm: Literal["instancenorm", "batchnorm", "none"] = "instancenorm"
+    norm: Norm = "instancenorm"
     """Normalisation after every convolution; instancenorm = GroupNorm(C, C) (per sample)."""
 
     def __post_init__(self) -> None:
-        check_config(self)
         require(self.width >= 1, self, "width", "must be >= 1")
         require(self.depth >= 1, self, "depth", "must be >= 1")
 

@@ -2,13 +2,16 @@
 
 Sub-optimal models are part of the study, so every architecture is trained from `inits`
 random initialisations and a checkpoint is kept at each of `epochs`. Each PTM's test
-accuracy is recorded. `build_pool` is a pure function of its config and the data (seeds
-derive from `seed`), so the platform's stage cache can build it once per config hash;
-`load_pool` reads a built pool back.
+accuracy is recorded, and a pool with a PTM below `min_acc` is refused: a PTM no better
+than chance (or than the distilled set it should guide) only adds noise to the term.
+`build_pool` is a pure function of its config and the data (seeds derive from `seed`),
+so the platform's stage cache can build it once per config hash; `load_pool` reads a
+built pool back. `build_pool` writes into the folder it is given; making that atomic is
+the caller's job (the platform builds stages in a temporary folder and renames it).
 
 Layout of out_dir:
-    pool.json           {"input_shape", "num_classes", "ptms": [{name, arch, init, epoch,
-                         test_acc, file, net: {NetConfig fields}}, ...]}
+    pool.json           {"input_shape", "num_classes", "test_n", "ptms": [{name, arch,
+                         init, epoch, test_acc, file, net: {NetConfig fields}}, ...]}
     <name>.pt           state_dict of each PTM
 """
 
@@ -16,18 +19,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-from core.distill._checks import check_config, require, resolve_device
+from core.device import resolve_device
+from core.distill._checks import require
 from core.distill.data import DataConfig, Dataset, load_dataset
+from core.errors import ConfigError
 from core.distill.evaluate import StackedNets
-from core.distill.networks import Arch, Net, NetConfig, build_network, seeded_network
+from core.distill.networks import Arch, Net, NetConfig, Norm, build_network, seeded_network
 from core.distill.train import TrainConfig
 
 
@@ -35,8 +38,8 @@ from core.distill.train import TrainConfig
 class PTMPoolConfig:
     """Which PTMs to train, and how."""
 
-    data: DataConfig = DataConfig()
-    """Source dataset the PTMs are trained on (the target dataset by default)."""
+    data: DataConfig | None = None
+    """Dataset the PTMs are trained on; None: the target dataset (the study's `data`)."""
     architectures: tuple[Arch, ...] = ("convnet",)
     """Architectures in the pool (NetConfig defaults otherwise, with `norm` below)."""
     inits: int = 2
@@ -47,16 +50,19 @@ class PTMPoolConfig:
     """SGD learning rate (momentum 0.9, weight decay 5e-4, x0.1 at half of the last epoch)."""
     batch_size: int = 256
     """Minibatch size."""
-    norm: Literal["instancenorm", "batchnorm", "none"] = "instancenorm"
+    norm: Norm = "instancenorm"
     """Normalisation of every PTM (NetConfig.norm)."""
     seed: int = 0
     """Seed of the initialisations and the shuffling."""
+    min_acc: float | None = None
+    """Test accuracy every PTM must reach, or the pool build fails; None: twice chance
+    (2 / number of classes)."""
     device: str = "auto"
     """auto (cuda when available) or a torch device string. Not part of the result."""
 
     def __post_init__(self) -> None:
-        check_config(self)
         require(len(self.architectures) >= 1, self, "architectures", "needs at least one")
+        require(self.min_acc is None or 0 <= self.min_acc <= 1, self, "min_acc", "must be in [0, 1]")
         require(self.inits >= 1, self, "inits", "must be >= 1")
         require(len(self.epochs) >= 1 and min(self.epochs) >= 1, self, "epochs", "must be >= 1 each")
 
@@ -64,6 +70,14 @@ class PTMPoolConfig:
     def size(self) -> int:
         """Number of PTMs in the pool."""
         return len(self.architectures) * self.inits * len(set(self.epochs))
+
+    def min_acc_for(self, num_classes: int) -> float:
+        """The accuracy floor of a PTM on a dataset of `num_classes` classes."""
+        return self.min_acc if self.min_acc is not None else 2.0 / num_classes
+
+    def net(self, arch: str) -> NetConfig:
+        """The network of every PTM of architecture `arch`."""
+        return NetConfig(arch=arch, norm=self.norm)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -82,11 +96,15 @@ def build_pool(cfg: PTMPoolConfig, data: Dataset | None, out_dir: str | Path) ->
     """Train the pool `cfg` describes on `data` (load_dataset(cfg.data) if None) into out_dir.
 
     Networks of one architecture are trained together (batched, one per initialisation).
-    Returns the records written to pool.json.
+    Returns the records written to pool.json. Raises ConfigError (key ptm.min_acc) when a
+    PTM's test accuracy is below `cfg.min_acc_for(classes)`.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = data if data is not None else load_dataset(cfg.data)
+    if data is None:
+        if cfg.data is None:
+            raise ValueError("PTMPoolConfig.data is None: pass the target dataset to build_pool")
+        data = load_dataset(cfg.data)
     device = resolve_device(cfg.device)
     x, y = data.x_train.to(device), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
@@ -94,7 +112,7 @@ def build_pool(cfg: PTMPoolConfig, data: Dataset | None, out_dir: str | Path) ->
     train_cfg = TrainConfig(epochs=keep[-1], lr=cfg.lr, batch_size=cfg.batch_size)
     records: list[dict] = []
     for a, arch in enumerate(cfg.architectures):
-        net_cfg = NetConfig(arch=arch, norm=cfg.norm)  # type: ignore[arg-type]
+        net_cfg = cfg.net(arch)
         seeds = [cfg.seed * 10_000 + a * 100 + i for i in range(cfg.inits)]
         nets = [seeded_network(net_cfg, data.input_shape, data.num_classes, s).to(device) for s in seeds]
         gens = [torch.Generator().manual_seed(s) for s in seeds]
@@ -106,7 +124,7 @@ def build_pool(cfg: PTMPoolConfig, data: Dataset | None, out_dir: str | Path) ->
             for i in range(cfg.inits):
                 name = f"{arch}_init{i}_ep{epoch}"
                 state = {k: v[i].detach().cpu().clone() for k, v in {**stacked.params, **stacked.buffers}.items()}
-                _atomic_save(state, out / f"{name}.pt")
+                torch.save(state, out / f"{name}.pt")
                 records.append({
                     "name": name, "arch": arch, "init": i, "epoch": epoch,
                     "test_acc": accs[i], "file": f"{name}.pt",
@@ -116,10 +134,19 @@ def build_pool(cfg: PTMPoolConfig, data: Dataset | None, out_dir: str | Path) ->
 
         stacked.fit(x, y, train_cfg, gens, augment=None,
                     on_epoch=lambda e: save(e) if e in keep else None)
-    meta = {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "ptms": records}
-    tmp = out / "pool.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out / "pool.json")
+    floor = cfg.min_acc_for(data.num_classes)
+    weak = [r for r in records if r["test_acc"] < floor]
+    if weak:
+        worst = min(weak, key=lambda r: r["test_acc"])
+        raise ConfigError(
+            "ptm.min_acc",
+            f"{len(weak)} of {len(records)} PTMs are below {floor:.3f} test accuracy (worst: "
+            f"{worst['name']} at {worst['test_acc']:.3f}); train them longer (ptm.epochs, ptm.lr), "
+            f"choose other ptm.architectures, or lower ptm.min_acc",
+        )
+    meta = {"input_shape": list(data.input_shape), "num_classes": data.num_classes,
+            "test_n": len(data.y_test), "ptms": records}
+    (out / "pool.json").write_text(json.dumps(meta, indent=1))
     return records
 
 
@@ -139,8 +166,3 @@ def load_pool(pool_dir: str | Path, device: str | torch.device = "cpu") -> list[
         ptms.append(PTM(r["name"], r["arch"], r["init"], r["epoch"], r["test_acc"], net))
     return ptms
 
-
-def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
