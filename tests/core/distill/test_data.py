@@ -63,9 +63,7 @@ def test_npz_errors_are_clear(tmp_path):
         load_dataset(DataConfig(name="npz", path=str(path)))
 
 
-def test_config_errors_name_field_and_allowed_values(tmp_path):
-    with pytest.raises(ValueError, match="DataConfig.name.*allowed values.*mnist1d"):
-        DataConfig(name="imagenet")
+def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(ValueError, match="DataConfig.path"):
         DataConfig(name="npz")
     with pytest.raises(ValueError, match="val_fraction"):

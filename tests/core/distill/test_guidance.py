@@ -81,9 +81,6 @@ def test_ensemble_is_the_mean_of_single_losses(toy, kind):
     assert len(picks) == 3  # every PTM gets drawn
 
 
-def test_none_and_missing_pool(toy):
-    g = PTMGuidance([], toy.x_train, toy.y_train, toy.num_classes, "none")
-    value, n = g(torch.randn(2, *toy.input_shape), torch.tensor([0, 1]), torch.Generator())
-    assert value.item() == 0 and n == 0
+def test_missing_pool(toy):
     with pytest.raises(ValueError, match="needs a PTM pool"):
         PTMGuidance([], toy.x_train, toy.y_train, toy.num_classes, "ce")

@@ -35,8 +35,8 @@ def test_convnet_is_the_literature_standard():
 
 
 def test_bad_config_is_rejected():
-    with pytest.raises(ValueError, match="NetConfig.arch"):
-        NetConfig(arch="transformer")
+    with pytest.raises(ValueError, match="NetConfig.width"):
+        NetConfig(width=0)
     with pytest.raises(ValueError, match="input_shape"):
         build_network(NetConfig(), (40,), 10)
 
