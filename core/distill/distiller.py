@@ -12,9 +12,11 @@ DC is one outer loop of the DC paper (fresh network; `dc_outer_loop` matching st
 followed by `dc_inner_loop` network updates on the synthetic set).
 
 The two terms' gradients on x_syn are taken apart, so every step knows how strong the PTM
-term is: `distill/ptm_grad_ratio` = ||w * grad L_ptm|| / ||grad L_base||. Under
-alpha_mode absolute w = alpha; under relative, w = alpha * (running estimate of
-||grad L_base|| / ||grad L_ptm||), which holds the ratio near alpha.
+term is: it returns ||w * grad L_ptm|| and ||grad L_base||, and `grad_ratio` of a run of
+steps is the ratio of their means (`distill/ptm_grad_ratio`; a mean of per-step ratios
+would be dominated by the steps where L_base's gradient happens to be small). Under
+alpha_mode absolute w = alpha; under relative, w = alpha * (running mean of
+||grad L_base||) / (running mean of ||grad L_ptm||), which holds that ratio near alpha.
 
 `state_dict()` holds everything needed to resume bit-for-bit: the synthetic set, its
 optimiser, the random generator, the running estimate and the iteration.
@@ -37,11 +39,17 @@ from core.distill.guidance import PTMGuidance
 from core.distill.methods import dc_loss, dm_loss
 from core.distill.networks import seeded_network
 
-RATIO_DECAY = 0.9
-"""Decay of the running estimate of ||grad L_base|| / ||grad L_ptm|| (relative alpha). A
-single step's ratio varies with the network and the PTM drawn; normalising by it would
+NORM_DECAY = 0.9
+"""Decay of the running means of ||grad L_base|| and ||grad L_ptm|| (relative alpha). A
+single step's norms vary with the network and the PTM drawn; normalising by them would
 make the PTM term a unit-norm direction, a different method. A short memory keeps the
 weight smooth and still follows the drift of L_DM as the set converges."""
+
+
+def grad_ratio(steps: list[dict[str, float]]) -> float:
+    """||w * grad L_ptm|| / ||grad L_base|| over a run of steps: the ratio of their means."""
+    base = sum(s["distill/base_grad_norm"] for s in steps)
+    return sum(s["distill/ptm_grad_norm"] for s in steps) / base if base > 0 else 0.0
 
 
 class Distiller:
@@ -76,16 +84,17 @@ class Distiller:
                 [p.to(self.device) for p in ptms], self.x_real, data.y_train.to(self.device), c,
                 cfg.ptm_loss, cfg.ptm_aggregation, cfg.temperature, cfg.cosine_on,  # type: ignore[arg-type]
             )
-        self.norm_ratio = 0.0  # running estimate of ||grad L_base|| / ||grad L_ptm|| (biased)
-        self.norm_ratio_steps = 0
+        # running means of ||grad L_base|| and ||grad L_ptm||; they share their start-up
+        # bias, which cancels in their ratio
+        self.norm_means = (0.0, 0.0)
         self.iteration = 0
 
     # --- the loop --------------------------------------------------------------------
 
     def step(self) -> dict[str, float]:
         """One distillation iteration. Returns loss/base, loss/ptm, loss/total,
-        distill/ptm_grad_ratio, distill/ptm_weight, time/sec_per_iter, time/ptm_sec,
-        cost/ptm_forwards."""
+        distill/base_grad_norm, distill/ptm_grad_norm (of the weighted term),
+        distill/ptm_weight, time/sec_per_iter, time/ptm_sec, cost/ptm_forwards."""
         t0 = time.perf_counter()
         out = self._step_dm() if self.cfg.method == "dm" else self._step_dc()
         if self.cfg.syn_norm == "sample":
@@ -113,7 +122,7 @@ class Distiller:
             x_real, y_real = self._real_batch()
             x_real, x_syn = self._augment(x_real, y_real, self.x_syn, self.y_syn)
             out = self._update(dc_loss(net, x_real, y_real, x_syn, self.y_syn, c), x_syn, self.y_syn)
-            for k, v in out.items():  # losses and ratios averaged, costs summed
+            for k, v in out.items():  # losses and norms averaged, costs summed
                 totals[k] = totals.get(k, 0.0) + (v if k.startswith(("time/", "cost/")) else v / outer)
             if ol == outer - 1:
                 break
@@ -130,9 +139,10 @@ class Distiller:
         """x_syn <- SGD step on L_base + w * L_ptm; the two gradients taken apart to measure
         their ratio, the PTM part timed on its own."""
         self.opt.zero_grad(set_to_none=True)
-        ptm_val, forwards, ptm_sec, weight, ratio = 0.0, 0, 0.0, 0.0, 0.0
+        ptm_val, forwards, ptm_sec, weight, n_base, n_ptm = 0.0, 0, 0.0, 0.0, 0.0, 0.0
         if self.guidance is None:
             base.backward()
+            n_base = float(self.x_syn.grad.norm())
         else:
             # x_syn's augmentation graph is shared by both terms
             (g_base,) = torch.autograd.grad(base, self.x_syn, retain_graph=True)
@@ -145,28 +155,28 @@ class Distiller:
             n_base, n_ptm = float(g_base.norm()), float(g_ptm.norm())
             weight = self._ptm_weight(n_base, n_ptm)
             self.x_syn.grad = g_base + weight * g_ptm
-            ratio = weight * n_ptm / max(n_base, 1e-12)
         self.opt.step()
         base_val = float(base.detach())
         return {
             "loss/base": base_val,
             "loss/ptm": ptm_val,
             "loss/total": base_val + weight * ptm_val,
-            "distill/ptm_grad_ratio": ratio,
+            "distill/base_grad_norm": n_base,
+            "distill/ptm_grad_norm": weight * n_ptm,
             "distill/ptm_weight": weight,
             "time/ptm_sec": ptm_sec,
             "cost/ptm_forwards": float(forwards),
         }
 
     def _ptm_weight(self, n_base: float, n_ptm: float) -> float:
-        """The weight of L_ptm this step: alpha, or alpha times the running norm ratio."""
+        """The weight of L_ptm this step: alpha, or alpha times the ratio of the running means."""
         if self.cfg.alpha_mode == "absolute":
             return self.cfg.alpha
-        # this step's ratio enters the estimate before it is used, so the first step has one
-        self.norm_ratio = RATIO_DECAY * self.norm_ratio + (1 - RATIO_DECAY) * n_base / max(n_ptm, 1e-12)
-        self.norm_ratio_steps += 1
-        unbiased = self.norm_ratio / (1 - RATIO_DECAY**self.norm_ratio_steps)
-        return self.cfg.alpha * unbiased
+        # this step's norms enter the means before they are used, so the first step has some
+        mean_base, mean_ptm = (NORM_DECAY * m + (1 - NORM_DECAY) * n
+                               for m, n in zip(self.norm_means, (n_base, n_ptm)))
+        self.norm_means = (mean_base, mean_ptm)
+        return self.cfg.alpha * mean_base / max(mean_ptm, 1e-12)
 
     @torch.no_grad()
     def _renormalise(self) -> None:
@@ -195,7 +205,7 @@ class Distiller:
             "x_syn": self.x_syn.detach().cpu().clone(),
             "optimizer": _to_cpu(self.opt.state_dict()),
             "generator": self.gen.get_state(),
-            "norm_ratio": (self.norm_ratio, self.norm_ratio_steps),
+            "norm_means": self.norm_means,
             "syn_std0": self.syn_std0,
             "iteration": self.iteration,
             "config": dataclasses.asdict(self.cfg),
@@ -206,7 +216,7 @@ class Distiller:
             self.x_syn.copy_(state["x_syn"].to(self.device))
         self.opt.load_state_dict(state["optimizer"])
         self.gen.set_state(state["generator"])
-        self.norm_ratio, self.norm_ratio_steps = state["norm_ratio"]
+        self.norm_means = tuple(state["norm_means"])
         self.syn_std0 = state["syn_std0"]
         self.iteration = int(state["iteration"])
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from core.distill.config import DistillConfig
 from core.distill.data import DataConfig, Dataset, Stage, load_dataset, staged_dataset
-from core.distill.distiller import Distiller
+from core.distill.distiller import Distiller, grad_ratio
 from core.distill.evaluate import evaluate_synthetic
 from core.distill.networks import ARCHS
 from core.distill.ptm import PTMPoolConfig
@@ -99,10 +99,9 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
     elif dcfg.iterations == 0:  # the initialisation itself, evaluated once
         yield 0, {**_evaluate(d, dcfg.cross_arch), **fixed}, d.state_dict()
         return
-    window: dict[str, list[float]] = {}
+    window: list[dict[str, float]] = []
     while d.iteration < dcfg.iterations:
-        for k, v in d.step().items():
-            window.setdefault(k, []).append(v)
+        window.append(d.step())
         last = d.iteration == dcfg.iterations
         if not (last or d.iteration % dcfg.eval_every_or_end == 0):
             continue
@@ -115,7 +114,7 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
             save_picture(*d.synthetic_set(), Path(artifacts) / "synthetic.png",
                          title=f"{dcfg.method} ipc={dcfg.ipc} ptm_loss={dcfg.ptm_loss}")
         yield d.iteration, metrics, d.state_dict()
-        window = {}
+        window = []
 
 
 def _evaluate(d, archs: tuple[str, ...]) -> dict[str, float]:
@@ -126,11 +125,15 @@ def _evaluate(d, archs: tuple[str, ...]) -> dict[str, float]:
     return {**metrics, **d.statistics()}
 
 
-def _window_means(window: dict[str, list[float]]) -> dict[str, float]:
-    """Per-step values of a window as means; the PTM's time as a share of the step time."""
-    n = len(window["time/sec_per_iter"])
-    means = {k: sum(v) / n for k, v in window.items() if k != "time/ptm_sec"}
-    means["time/ptm_share"] = sum(window["time/ptm_sec"]) / max(sum(window["time/sec_per_iter"]), 1e-12)
+def _window_means(window: list[dict[str, float]]) -> dict[str, float]:
+    """A window's steps as means; the PTM term's strength as the ratio of its mean gradient
+    norm to the base term's; the PTM's time as a share of the step time."""
+    n = len(window)
+    means = {k: sum(s[k] for s in window) / n for k in window[0]
+             if k not in ("time/ptm_sec", "distill/base_grad_norm", "distill/ptm_grad_norm")}
+    means["distill/ptm_grad_ratio"] = grad_ratio(window)
+    means["time/ptm_share"] = (sum(s["time/ptm_sec"] for s in window)
+                               / max(sum(s["time/sec_per_iter"] for s in window), 1e-12))
     return means
 
 
