@@ -17,6 +17,7 @@ saves a picture of the synthetic set when `artifacts` is given.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -87,11 +88,7 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
     """(iteration, metrics, state) per evaluation window; resumes from a yielded state."""
     dcfg = cfg.distill
     data = staged_dataset(cfg.data, stage)
-    fixed = _references(cfg, data, stage) if cfg.references else {}
-    ptms = None
-    if dcfg.uses_ptm:
-        ptms, pool_metrics = _pool(cfg, data, stage)
-        fixed.update(pool_metrics)
+    ptms, fixed = _shared_stages(cfg, data, stage)
 
     d = Distiller(dcfg, data, ptms, seed=cfg.seed)
     if state is not None:
@@ -137,41 +134,52 @@ def _window_means(window: list[dict[str, float]]) -> dict[str, float]:
     return means
 
 
-def _references(cfg: ExperimentConfig, data: Dataset, stage: Stage) -> dict[str, float]:
+def _shared_stages(cfg: ExperimentConfig, data: Dataset, stage: Stage) -> tuple[list | None, dict[str, float]]:
+    """The PTM pool's frozen networks (None when the term is off) and the fixed metrics:
+    references and the PTMs' test accuracies (on the pool's dataset)."""
+    from core.distill.ptm import build_pool, load_pool
     from core.distill.references import CeilingConfig, ReferenceConfig, build_references, load_references
 
     dcfg = cfg.distill
     net = dcfg.eval_net(dcfg.eval_arch)
-    floor = ReferenceConfig(data=cfg.data, ipc=dcfg.ipc, net=net, eval_nets=dcfg.eval_nets,
-                            subsets=cfg.reference_subsets, eval_epochs=dcfg.eval_epochs,
-                            eval_dsa=dcfg.eval_dsa, device=dcfg.device)
-    r = load_references(stage("references", floor, lambda out: build_references(floor, data, out)))
-    refs = {"ref/floor_acc": r["floor/test_acc"], "ref/floor_acc:n": r["floor/test_n"],
-            "ref/floor_acc_std": r["floor/test_acc_std"]}
-    if cfg.reference_ceiling_nets:
-        ceiling = CeilingConfig(data=cfg.data, net=net, nets=cfg.reference_ceiling_nets,
-                                epochs=dcfg.eval_epochs, patience=cfg.reference_ceiling_patience,
-                                dsa=dcfg.eval_dsa, device=dcfg.device)
-        c = load_references(stage("ceiling", ceiling, lambda out: build_references(ceiling, data, out)))
-        refs.update({"ref/ceiling_acc": c["ceiling/test_acc"], "ref/ceiling_acc:n": c["ceiling/test_n"],
-                     "ref/ceiling_below_floor": float(c["ceiling/test_acc"] <= r["floor/test_acc"])})
-    return refs
+    wanted: dict[str, tuple] = {}
+    if cfg.references:
+        floor = ReferenceConfig(data=cfg.data, ipc=dcfg.ipc, net=net, eval_nets=dcfg.eval_nets,
+                                subsets=cfg.reference_subsets, eval_epochs=dcfg.eval_epochs,
+                                eval_dsa=dcfg.eval_dsa, device=dcfg.device)
+        wanted["floor"] = ("references", floor, lambda out: build_references(floor, data, out))
+        if cfg.reference_ceiling_nets:
+            ceiling = CeilingConfig(data=cfg.data, net=net, nets=cfg.reference_ceiling_nets,
+                                    epochs=dcfg.eval_epochs, patience=cfg.reference_ceiling_patience,
+                                    dsa=dcfg.eval_dsa, device=dcfg.device)
+            wanted["ceiling"] = ("ceiling", ceiling, lambda out: build_references(ceiling, data, out))
+    if dcfg.uses_ptm:
+        pool = cfg.pool
+        source = data if pool.data == cfg.data else staged_dataset(pool.data, stage)  # type: ignore[arg-type]
+        wanted["pool"] = ("ptm_pool", pool, lambda out: build_pool(pool, source, out))
+    # Trials that start together wait on each other's stage locks; asked for in an order
+    # that turns with the seed, they build different stages side by side instead.
+    names = list(wanted)
+    turn = cfg.seed % max(len(names), 1)
+    folders = {name: stage(*wanted[name]) for name in names[turn:] + names[:turn]}
 
-
-def _pool(cfg: ExperimentConfig, data: Dataset, stage: Stage) -> tuple[list, dict[str, float]]:
-    """The pool's frozen networks and its PTMs' test accuracies (on the pool's dataset)."""
-    import json
-
-    from core.distill.ptm import build_pool, load_pool
-
-    pool = cfg.pool
-    source = data if pool.data == cfg.data else staged_dataset(pool.data, stage)  # type: ignore[arg-type]
-    folder = stage("ptm_pool", pool, lambda out: build_pool(pool, source, out))
-    ptms = load_pool(folder)
+    fixed: dict[str, float] = {}
+    if "floor" in folders:
+        r = load_references(folders["floor"])
+        fixed.update({"ref/floor_acc": r["floor/test_acc"], "ref/floor_acc:n": r["floor/test_n"],
+                      "ref/floor_acc_std": r["floor/test_acc_std"]})
+    if "ceiling" in folders:
+        c = load_references(folders["ceiling"])
+        fixed.update({"ref/ceiling_acc": c["ceiling/test_acc"], "ref/ceiling_acc:n": c["ceiling/test_n"],
+                      "ref/ceiling_below_floor": float(c["ceiling/test_acc"] <= fixed["ref/floor_acc"])})
+    if "pool" not in folders:
+        return None, fixed
+    ptms = load_pool(folders["pool"])
     accs = [p.test_acc for p in ptms]
-    n = float(json.loads((folder / "pool.json").read_text())["test_n"])
-    return [p.net for p in ptms], {"ptm/acc_min": min(accs), "ptm/acc_min:n": n,
-                                   "ptm/acc_mean": sum(accs) / len(accs), "ptm/acc_mean:n": n}
+    n = float(json.loads((folders["pool"] / "pool.json").read_text())["test_n"])
+    fixed.update({"ptm/acc_min": min(accs), "ptm/acc_min:n": n,
+                  "ptm/acc_mean": sum(accs) / len(accs), "ptm/acc_mean:n": n})
+    return [p.net for p in ptms], fixed
 
 
 def check(cfg: ExperimentConfig) -> None:
