@@ -114,7 +114,7 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
         window = []
 
 
-def _evaluate(d, archs: tuple[str, ...]) -> dict[str, float]:
+def _evaluate(d: Distiller, archs: tuple[str, ...]) -> dict[str, float]:
     """The protocol on the current synthetic set, seeded by (trial seed, iteration) so it
     leaves the distillation's random stream alone."""
     x, y = d.synthetic_set(device=d.device)
