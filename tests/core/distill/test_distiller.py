@@ -81,9 +81,9 @@ def test_ptm_grad_ratio_is_logged_and_scales_with_alpha(toy):
     assert grad_ratio([off]) == 0 and off["distill/base_grad_norm"] > 0 and off["cost/ptm_forwards"] == 0
 
 
-@pytest.mark.parametrize("loss", ["ce", "mse"])
+@pytest.mark.parametrize("loss", ["ce", "kl", "mse", "cosine"])
 def test_relative_alpha_holds_the_gradient_ratio_at_its_target(mnist1d, loss):
-    # ce and mse differ several-fold in gradient scale at one absolute alpha; relative
+    # the formulations differ several-fold in gradient scale at one absolute alpha; relative
     # mode must bring both to the target ratio within +-20% over every window of a short run
     ptms = [seeded_network(NetConfig(width=16), mnist1d.input_shape, mnist1d.num_classes, s) for s in range(3)]
     cfg = DistillConfig(ipc=2, net=NetConfig(width=16), batch_real=16, ptm_loss=loss, alpha=0.5,
