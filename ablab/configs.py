@@ -127,9 +127,9 @@ def _user_error(cls: type, exc: pydantic.ValidationError, prefix: str) -> UserEr
         return UserError("missing required key", key=key)
     if kind.startswith("value_error") or kind == "assertion_error":
         cause = err.get("ctx", {}).get("error")
-        if isinstance(cause, ConfigError):  # a core's own check names its key
-            inner = f"{key}.{cause.key}" if key else cause.key
-            return UserError(cause.message, key=inner, allowed=cause.allowed)
+        if isinstance(cause, ConfigError):  # a core's own check names its key, from the config's root
+            return UserError(cause.message, key=f"{prefix}.{cause.key}" if prefix else cause.key,
+                             allowed=cause.allowed)
         return UserError(str(cause or err["msg"]), key=key or None)
     problem = _PROBLEMS.get(kind, err["msg"][0].lower() + err["msg"][1:])
     if isinstance(value, (dict, list)) and len(repr(value)) > 80:
