@@ -14,7 +14,7 @@ from ablab import schedulers
 from ablab.expand import context_label
 from ablab.ray_api import Callback
 from ablab.records import EventLog, StudyPaths, TrialState
-from ablab.trial import NODE_KEY, STEP_KEY
+from ablab.trial import CONFIG_ERROR_KEY, NODE_KEY, STEP_KEY
 
 # Keys Ray adds to every result; they are not the trainable's metrics.
 RAY_KEYS = {
@@ -57,7 +57,8 @@ def error_of(trial) -> str:
 
 
 def outcome(trial) -> TrialState:
-    return TrialState.STOPPED if trial.trial_id in schedulers.STOPPED_EARLY else TrialState.FINISHED
+    """How a trial that Ray saw end without an error ended, from its event log."""
+    return schedulers.outcome(spec_of(trial)["study_dir"], trial.trial_id)
 
 
 class StudyCallback(Callback):
@@ -123,6 +124,11 @@ class StudyCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if self._skip(trial):
             return
+        if CONFIG_ERROR_KEY in result:  # a config that cannot work: one failure, no retry
+            error = str(result[CONFIG_ERROR_KEY])
+            self._log.append(trial.trial_id, {"event": "end", "state": "failed", "error": error})
+            self._tracker.end_child(self._run_id(trial), "failed", error)
+            return
         metrics = metrics_of(result)
         step = int(result.get(STEP_KEY, result.get("training_iteration", 0)))
         self._log.append(trial.trial_id, {"event": "result", "step": step, "metrics": metrics,
@@ -133,6 +139,8 @@ class StudyCallback(Callback):
         if self._skip(trial):
             return
         state = outcome(trial)
+        if state == TrialState.FAILED:  # its end is logged already (a ConfigError)
+            return
         self._log.append(trial.trial_id, {"event": "end", "state": state.value})
         self._log_artifacts(trial)
         self._tracker.end_child(self._run_id(trial), state.value)

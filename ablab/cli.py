@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -79,15 +80,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _paths(study: str, storage: str):
-    from ablab.records import StudyPaths
+    from ablab.records import StudyPaths, read_study_file
 
     candidate = Path(study)
     if (candidate / "study.json").exists():
-        return StudyPaths(candidate.parent, candidate.name)
+        paths = StudyPaths(candidate.parent, candidate.name)
+        read_study_file(paths)
+        return paths
     paths = StudyPaths(Path(storage), study)
     if not paths.study_file.exists():
         known = sorted(p.parent.name for p in Path(storage).glob("*/study.json"))
         raise UserError(f"no study named {study!r} in {storage}", key="study", allowed=known or "(none yet)")
+    read_study_file(paths)  # a damaged study.json is one line, not a traceback
     return paths
 
 
@@ -103,15 +107,27 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def resume_command(args) -> str:
+    """The exact command that continues this run, --set flags included."""
+    parts = ["ablab", "run", args.file, *[f"--set={o}" for o in args.overrides]]
+    if args.address:
+        parts += ["--address", args.address]
+    if args.yes:
+        parts.append("--yes")
+    return " ".join(shlex.quote(p) for p in parts) + " --resume"
+
+
 def cmd_run(args) -> int:
     from ablab import report as report_mod
     from ablab import runner
+    from ablab.spec import mask_uri
 
     prep = runner.prepare(args.file, args.overrides, resume=args.resume, yes=args.yes)
-    verb = "continuing" if prep.resuming else "starting"
-    print(f"{verb} study {prep.study.name!r}: {len(prep.trials)} trials -> {prep.paths.dir}")
-    print(f"tracking: {prep.tracking_uri}")
-    status = runner.run(prep, address=args.address, live=False if args.no_live else None)
+    command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv else "ablab run"
+    status = runner.run(prep, address=args.address, live=False if args.no_live else None, command=command,
+                        announce=lambda verb: (
+                            print(f"{verb} study {prep.study.name!r}: {len(prep.trials)} trials -> {prep.paths.dir}"),
+                            print(f"tracking: {mask_uri(prep.tracking_uri)}")))
     rep, out = report_mod.write(prep.paths)
     print()
     print(report_mod.to_markdown(rep).split("## Trials not in the means")[0].strip())
@@ -120,7 +136,7 @@ def cmd_run(args) -> int:
     print(f"mlflow:  ablab ui {prep.study.name}" + (f" --storage {prep.study.storage}" if prep.study.storage != "ablab_results" else "")
           + f"   ({prep.tracking_uri})")
     if status == "interrupted":
-        print(f"\nthe study is not finished; continue it with:  ablab run {args.file} --resume", file=sys.stderr)
+        print(f"\nthe study is not finished; continue it with:  {resume_command(args)}", file=sys.stderr)
         return 1
     if status == "failed":
         print("\nsome trials failed (listed in the report); running the study again retries them", file=sys.stderr)
@@ -166,7 +182,11 @@ def cmd_list(args) -> int:
 
     for f in studies:
         paths = StudyPaths(root, f.parent.name)
-        records = load_records(paths)
+        try:
+            records = load_records(paths)
+        except UserError as exc:  # one damaged study must not hide the others
+            print(f"{paths.name:30s} unreadable: {exc.problem}")
+            continue
         done = sum(r.state.is_done for r in records)
         created = json.loads(f.read_text()).get("created", "")
         print(f"{paths.name:30s} {done}/{len(records)} trials done   created {created}")

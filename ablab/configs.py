@@ -1,27 +1,54 @@
-"""Strict construction of a trainable's config dataclass from a nested mapping.
+"""A trainable's config dataclass built from a nested mapping, by pydantic.
 
-Why by hand and not pydantic's TypeAdapter: the cores declare plain frozen dataclasses
-(no pydantic in core/), and ablab wants one message per mistake with the dotted key as
-it is written in the sweep file and the allowed values of a `Literal` field. The rules are
-few: unknown keys are errors, ints are accepted where floats are expected, nothing else
-is coerced, and a dataclass's own `__post_init__` checks become user errors too.
+The cores declare plain frozen dataclasses (no pydantic in core/); pydantic validates a
+mapping against them here. The rules: unknown keys are errors, nothing is coerced except
+an int where a float is expected (pydantic's strict JSON mode), NaN and infinity are
+refused, and a dataclass's own `__post_init__` checks become user errors too. Each error
+becomes one `UserError` with the dotted key as written in the sweep file and, for a
+`Literal` field, the allowed values (`typing.get_args`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
+import json
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, Union
+from typing import Any, Literal
+
+import pydantic
+from pydantic_core import to_jsonable_python
 
 from ablab.errors import UserError
+from core.errors import ConfigError
 
-_MISSING = dataclasses.MISSING
+_RULES = pydantic.ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+# pydantic error type -> the problem as a user reads it
+_PROBLEMS = {
+    "float_type": "expected a number",
+    "int_type": "expected an integer",
+    "int_from_float": "expected an integer",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "dataclass_type": "expected a mapping of settings",
+    "finite_number": "must be a finite number (not NaN or infinity)",
+    "missing_argument": "missing required key",
+    "missing": "missing required key",
+}
 
 
-def field_names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
+@functools.lru_cache(maxsize=None)
+def _validator(cls: type) -> type[pydantic.BaseModel]:
+    # A stdlib dataclass takes the config of the model that holds it (TypeAdapter refuses
+    # a config for a dataclass), so the rules apply to every nested config as well.
+    return pydantic.create_model(f"{cls.__name__}Validator", __config__=_RULES, config=(cls, ...))
 
 
 def build(cls: type, data: Mapping[str, Any] | None, key: str = "") -> Any:
@@ -30,122 +57,81 @@ def build(cls: type, data: Mapping[str, Any] | None, key: str = "") -> Any:
         data = {}
     if not isinstance(data, Mapping):
         raise UserError("expected a mapping of settings", key=key or None, value=data)
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        name = unknown[0]
-        raise UserError(
-            "unknown key",
-            key=_join(key, str(name)),
-            allowed=sorted(fields),
-            hint=_did_you_mean(str(name), fields),
-        )
-    kwargs = {}
-    for name, f in fields.items():
-        if name in data:
-            kwargs[name] = convert(hints[name], data[name], _join(key, name))
-        elif f.default is _MISSING and f.default_factory is _MISSING:
-            raise UserError("missing required key", key=_join(key, name))
+    text = json.dumps({"config": data}, default=str)
     try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise UserError(str(exc), key=key or None) from None
-
-
-def convert(tp: Any, value: Any, key: str) -> Any:
-    """`value` checked against type `tp` (and converted for tuples and dataclasses)."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        return build(tp, value, key)
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed or type(value) not in {type(a) for a in allowed}:
-            raise UserError("not an allowed value", key=key, value=value, allowed=allowed)
-        return value
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return convert(option, value, key)
-            except UserError as exc:
-                errors.append(exc)
-        raise errors[-1] if len(errors) == 1 else UserError(
-            "wrong type", key=key, value=value, allowed=" | ".join(_type_name(o) for o in options)
-        )
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise UserError("expected a list", key=key, value=value)
-        args = typing.get_args(tp)
-        item_type = args[0] if args else Any
-        items = [convert(item_type, v, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise UserError("expected a mapping", key=key, value=value)
-        return dict(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError("expected a number", key=key, value=value)
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError("expected an integer", key=key, value=value)
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise UserError("expected true or false", key=key, value=value)
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise UserError("expected a string", key=key, value=value)
-        return value
-    if isinstance(tp, type) and not isinstance(value, tp):
-        raise UserError(f"expected {_type_name(tp)}", key=key, value=value)
-    return value
+        return _validator(cls).model_validate_json(text).config
+    except pydantic.ValidationError as exc:
+        raise _user_error(cls, exc, key) from None
 
 
 def to_dict(obj: Any) -> Any:
     """A dataclass as plain nested dicts/lists (tuples become lists, as in YAML)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, Mapping):
-        return {k: to_dict(v) for k, v in obj.items()}
-    return obj
+    return to_jsonable_python(obj, fallback=str)
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
 
 
 def allowed_values(cls: type, dotted: str) -> tuple[Any, ...] | None:
     """The allowed values of a Literal field at `dotted`, or None if it is not a Literal."""
-    tp: Any = cls
-    for part in dotted.split("."):
-        if not dataclasses.is_dataclass(tp):
-            return None
-        hints = typing.get_type_hints(tp)
-        if part not in hints:
-            return None
-        tp = hints[part]
+    tp = _type_at(cls, dotted.split("."))[1]
     return typing.get_args(tp) if typing.get_origin(tp) is Literal else None
 
 
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
+def _type_at(cls: type, parts: list[Any]) -> tuple[list[str], Any]:
+    """Follow pydantic's error location through the dataclasses: the dotted key as the
+    user wrote it (union member tags dropped, list indices as [i]) and the type there."""
+    tp: Any = cls
+    key: list[str] = []
+    for part in parts:
+        while typing.get_origin(tp) in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = next((o for o in options if dataclasses.is_dataclass(o)), options[0])
+        if isinstance(part, int):
+            key.append(f"[{part}]")
+            args = typing.get_args(tp)
+            tp = args[0] if args else Any
+        elif dataclasses.is_dataclass(tp) and part in (hints := typing.get_type_hints(tp)):
+            key.append(f".{part}")
+            tp = hints[part]
+        elif dataclasses.is_dataclass(tp):  # an unknown key
+            key.append(f".{part}")
+            tp = None
+        elif typing.get_origin(tp) in (dict, Mapping):
+            key.append(f".{part}")
+            args = typing.get_args(tp)
+            tp = args[1] if len(args) == 2 else Any
+        # else: a union member's tag that pydantic adds to the path
+    return key, tp
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _did_you_mean(name: str, options) -> str | None:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f"did you mean '{close[0]}'?" if close else None
+def _user_error(cls: type, exc: pydantic.ValidationError, prefix: str) -> UserError:
+    err = exc.errors(include_url=False)[0]
+    loc = list(err["loc"])[1:]  # drop the wrapper's `config`
+    parts, tp = _type_at(cls, loc)
+    parent = _type_at(cls, loc[:-1])[1] if loc else cls
+    key = "".join(parts).lstrip(".")
+    key = f"{prefix}.{key}" if prefix and key else (prefix or key)
+    kind, value = err["type"], err.get("input", ...)
+    if kind == "unexpected_keyword_argument":
+        fields = field_names(parent) if dataclasses.is_dataclass(parent) else []
+        close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+        return UserError("unknown key", key=key or None, allowed=sorted(fields),
+                         hint=f"did you mean '{close[0]}'?" if close else None)
+    if kind == "literal_error":
+        return UserError("not an allowed value", key=key, value=value, allowed=typing.get_args(tp))
+    if kind == "enum" and isinstance(tp, type):
+        return UserError("not an allowed value", key=key, value=value, allowed=[m.value for m in tp])
+    if kind in ("missing_argument", "missing"):
+        return UserError("missing required key", key=key)
+    if kind.startswith("value_error") or kind == "assertion_error":
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, ConfigError):  # a core's own check names its key, from the config's root
+            return UserError(cause.message, key=f"{prefix}.{cause.key}" if prefix else cause.key,
+                             allowed=cause.allowed)
+        return UserError(str(cause or err["msg"]), key=key or None)
+    problem = _PROBLEMS.get(kind, err["msg"][0].lower() + err["msg"][1:])
+    if isinstance(value, (dict, list)) and len(repr(value)) > 80:
+        value = ...
+    return UserError(problem, key=key or None, value=value)

@@ -7,14 +7,23 @@ with code 2 before anything is started.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 EXIT_USER_ERROR = 2
 
 
+# user:password@ inside a URL: masked wherever a value is shown
+_CREDENTIALS = re.compile(r"(://)[^/\s@]+@")
+
+
+def mask_credentials(text: str) -> str:
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = mask_credentials(repr(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -72,4 +81,4 @@ class UserError(Exception):
             text += f"; allowed: {allowed}"
         if self.hint:
             text += f". {self.hint}"
-        return "error: " + text
+        return "error: " + mask_credentials(text)

@@ -1,30 +1,41 @@
-"""Run a study: validate everything, then Tuner.fit (or Tuner.restore to continue).
+"""Run a study: validate everything, then run the trials that have not ended.
 
 Order matters: every check a user can fail (the sweep file, every trial config, the
-results folder, the tracking server, resources against the cluster) runs before the
-first trial starts.
+results folder, the tracking URI and server, the Ray address, resources against the
+cluster) runs before the study folder is written or the first trial starts; then the
+study's lock is taken, so one run at a time writes it.
+
+Continuing a study does not restore Ray Tune's experiment snapshot: the trial records
+are the truth. Each run is a fresh Tuner over the trials whose records have not ended
+(a trial cut short resumes from its last checkpoint), with a fresh scheduler that
+rebuilds its memory from the records, and fresh callbacks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import socket
+import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from ablab import __version__
+from ablab import __version__, recovery, registry
+from ablab import lock as lock_mod
 from ablab.analysis import planned, select
 from ablab.errors import UserError
-from ablab.expand import TrialSpec, expand, fingerprint
-from ablab.records import StudyPaths, TrialState, load_records, read_study_file, write_json_atomic
-from ablab.spec import Study, load_study
+from ablab.expand import TrialSpec, directions_of, expand, fingerprint
+from ablab.records import ENDED, StudyPaths, TrialState, load_records, read_study_file, write_json_atomic
+from ablab.spec import Study, check_tracking_uri, load_study, mask_uri
 from ablab.tracking import Tracker, git_commit, resolve_uri
 
 CONFIRM_ABOVE = 1000  # trials; larger grids need --yes
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's nodes use the loopback address
+CONNECT_TIMEOUT_S = 15  # to reach a Ray cluster's address before giving up
 
 
 @dataclass(frozen=True)
@@ -32,14 +43,25 @@ class Prepared:
     """A validated study, ready to run."""
 
     study: Study
+    """The parsed sweep file (after --set)."""
     trials: list[TrialSpec]
+    """Every trial of the study, in grid order."""
     paths: StudyPaths
+    """The study's folders (not yet written)."""
     file: str
+    """The sweep file as given on the command line."""
     resuming: bool
+    """Whether the study exists and this run continues it."""
     tracking_uri: str
+    """Where MLflow tracks (credential-free)."""
+    directions: dict[str, str]
+    """metric -> max | min, as the trainable declares them."""
+    report_changes: tuple[str, ...] = ()
+    """Report-only settings that differ from the study's previous run."""
 
 
 def prepare(file: str, overrides=(), resume: bool = False, yes: bool = False) -> Prepared:
+    """Everything checked that can be checked without Ray; writes nothing."""
     study = load_study(file, overrides)
     trials = expand(study, file)
     if len(trials) > CONFIRM_ABOVE and not yes:
@@ -52,28 +74,71 @@ def prepare(file: str, overrides=(), resume: bool = False, yes: bool = False) ->
     exists = paths.study_file.exists()
     if resume and not exists:
         raise UserError(f"--resume: no study named {study.name!r} in {paths.storage}", file=file, key="name")
+    running = lock_mod.holder(paths)
+    if running is not None:  # said before Ray starts; the lock itself is taken after
+        raise lock_mod.busy(paths, running)
+    changes: tuple[str, ...] = ()
     if exists:
         previous = read_study_file(paths)
-        if previous["fingerprint"] != fingerprint(study, trials):
+        if previous.get("fingerprint") != fingerprint(study, trials):
             raise UserError(
                 f"a different study named {study.name!r} already exists in {paths.dir}", file=file, key="name",
-                hint="the sweep file (or --set) changed since it ran: give the study a new name, "
-                f"or delete {paths.dir} to start over",
+                hint="a setting that changes results (the trials, metric, mode, early stopping, max_failures...) "
+                f"changed since it ran: give the study a new name, or delete {paths.dir} to start over",
             )
+        old = previous.get("settings") or {}
+        now = study.model_dump(mode="json")
+        changes = tuple(k for k in ("metrics", "description") if k in old and old[k] != now[k])
     uri = resolve_uri(study.tracking.uri, paths.default_tracking_uri)
-    return Prepared(study, trials, paths, file, exists, uri)
+    try:
+        check_tracking_uri(uri)
+    except ValueError as exc:
+        raise UserError(str(exc), file=file, key="tracking.uri", value=mask_uri(uri)) from None
+    module = registry.load(study.trainable)
+    return Prepared(study, trials, paths, file, exists, uri, directions_of(module), changes)
 
 
 def _check_writable(paths: StudyPaths, file: str) -> None:
+    """The results folder can be created and written, checked without creating it."""
+    folder = paths.dir
+    while not folder.exists():
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write the results folder {paths.dir} ({folder} is not a writable folder)",
+                        file=file, key="storage")
+
+
+def _check_address(address: str) -> None:
+    """A HOST:PORT that answers within CONNECT_TIMEOUT_S, or one UserError (Ray would wait minutes)."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError("not a Ray address", key="--address", value=address, allowed="auto or HOST:PORT")
     try:
-        paths.dir.mkdir(parents=True, exist_ok=True)
-        probe = paths.dir / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
     except OSError as exc:
-        raise UserError(
-            f"cannot write the results folder {paths.dir} ({exc.strerror or exc})", file=file, key="storage",
-        ) from None
+        raise UserError(f"no Ray cluster answers at {address} within {CONNECT_TIMEOUT_S}s ({exc.strerror or exc})",
+                        key="--address", hint="start it with `ray start --head`, or leave out --address "
+                        "to run on this machine") from None
+
+
+def _check_local_resources(study: Study) -> None:
+    """Resources a local Ray would have, checked before it starts."""
+    cpus = os.cpu_count() or 1
+    if study.resources.cpu > cpus:
+        raise UserError(f"each trial asks for {study.resources.cpu:g} CPU but this machine has {cpus}",
+                        key="resources.cpu", value=study.resources.cpu, allowed=f"at most {cpus}")
+    if study.resources.gpu:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if study.resources.gpu > gpus:
+            raise UserError(f"each trial asks for {study.resources.gpu:g} GPU but this machine has {gpus}",
+                            key="resources.gpu", value=study.resources.gpu, allowed=f"at most {gpus}")
 
 
 def init_ray(address: str | None, study: Study) -> None:
@@ -81,10 +146,14 @@ def init_ray(address: str | None, study: Study) -> None:
 
     if not ray.is_initialized():
         kwargs = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(include_dashboard=False, **kwargs)
+        try:
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(include_dashboard=False, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - Ray raises many kinds for a bad address
+            raise UserError(f"cannot start or join Ray: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                            key="--address" if address else None) from None
     total = ray.cluster_resources()
     for res, need in (("CPU", study.resources.cpu), ("GPU", study.resources.gpu)):
         if need and total.get(res, 0) < need:
@@ -95,13 +164,157 @@ def init_ray(address: str | None, study: Study) -> None:
             )
 
 
+def check_before_start(prep: Prepared, address: str | None) -> None:
+    """The checks that need the tracking server and Ray; nothing is written yet."""
+    from ablab.ray_api import ray
+
+    if address:
+        _check_address(address)
+    elif not ray.is_initialized():
+        _check_local_resources(prep.study)
+    if prep.tracking_uri.startswith(("http://", "https://")):
+        # a server: nothing is created by asking it (the SQLite default is created later,
+        # under the study's lock, in the study folder)
+        try:
+            _tracker(prep).check_reachable()
+        except UserError as exc:
+            raise UserError(exc.problem.replace(prep.tracking_uri, mask_uri(prep.tracking_uri)), key=exc.key,
+                            hint=exc.hint) from None
+    init_ray(address, prep.study)
+
+
+def _tracker(prep: Prepared) -> Tracker:
+    return Tracker(prep.tracking_uri, prep.study.tracking.experiment or prep.study.name,
+                   artifact_location=_artifacts(prep))
+
+
+def _artifacts(prep: Prepared) -> str | None:
+    # With the SQLite default, artifacts sit beside it in the study folder; a tracking
+    # server keeps its own artifact store.
+    local_store = not prep.tracking_uri.startswith(("http://", "https://"))
+    return prep.paths.mlflow_artifacts.resolve().as_uri() if local_store else None
+
+
 def _trial_dirname(trial) -> str:
     return trial.trial_id
 
 
-def run(prep: Prepared, address: str | None = None, live: bool | None = None) -> str:
+def _last_checkpoint(paths: StudyPaths, trial_ids: list[str], last_step: int | None) -> str | None:
+    """The newest checkpoint an earlier run of this trial left (trial folders are named by
+    id) at a step its record reached: a driver killed between a checkpoint and its record
+    must not make a step vanish from the record."""
+    from ablab.trial import STEP_FILE
+
+    if last_step is None:
+        return None
+    best: tuple[int, float, str] | None = None
+    for tid in trial_ids:
+        for folder in paths.tune_dir.glob(f"*/{tid}/checkpoint_*"):
+            try:
+                step = int((folder / STEP_FILE).read_text())
+            except (OSError, ValueError):
+                continue
+            if step <= last_step and (best is None or (step, folder.stat().st_mtime) > best[:2]):
+                best = (step, folder.stat().st_mtime, str(folder))
+    return best[2] if best else None
+
+
+def _study_record(prep: Prepared, tracker: Tracker, parent_id: str, created: str | None = None) -> dict:
+    study = prep.study
+    return {
+        "name": study.name,
+        "fingerprint": fingerprint(study, prep.trials),
+        "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "source_file": str(Path(prep.file).resolve()),
+        "tracking_uri": prep.tracking_uri,
+        "experiment": tracker.experiment_name,
+        "parent_run_id": parent_id,
+        "directions": prep.directions,
+        "settings": study.model_dump(mode="json", exclude={"base", "grid", "ablations"}),
+        "trials": [t.to_json() for t in prep.trials],
+    }
+
+
+def _parent(prep: Prepared, tracker: Tracker) -> str:
+    """The study's MLflow parent run: reopened, or (new study, lost or new store) created,
+    with the children of trials already recorded rebuilt from their records."""
+    paths, study = prep.paths, prep.study
+    if prep.resuming:
+        record = read_study_file(paths)
+        parent_id = record.get("parent_run_id")
+        if parent_id and record.get("tracking_uri") == prep.tracking_uri and recovery.has_run(tracker, parent_id):
+            tracker.reopen_parent(parent_id)
+            closed = tracker.close_orphans(parent_id)
+            if closed:
+                print(f"closed {closed} MLflow child run(s) left RUNNING by an interrupted driver")
+            return parent_id
+    paths.sweep_file.write_text(yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))
+    parent_id = tracker.start_parent(
+        study.name, paths.sweep_file,
+        tags={"ablab.version": __version__, "git.commit": git_commit(), "ablab.trials": str(len(prep.trials))},
+    )
+    if prep.resuming:
+        rebuilt = recovery.rebuild_children(tracker, parent_id, study.name, load_records(paths, live=False))
+        print(f"the study's MLflow runs were not found in {mask_uri(prep.tracking_uri)}: "
+              f"rebuilt the parent and {rebuilt} child run(s) from the trial records")
+    return parent_id
+
+
+def run(prep: Prepared, address: str | None = None, live: bool | None = None, command: str = "ablab run",
+        announce=None) -> str:
     """Run (or continue) the study; returns the final status: finished | failed | interrupted
-    (failed: every trial ended, some with an error)."""
+    (failed: every trial ended, some with an error). `announce(verb)` is called once the
+    checks passed and the lock is held, just before anything is written."""
+    if not address and "ray" not in sys.modules:
+        # A local study binds Ray (GCS, raylet, workers) to 127.0.0.1: a single machine has
+        # no reason to be reachable from the network. Ray reads this when it is imported,
+        # and then takes the loopback address as the node's address.
+        os.environ.setdefault(LOCAL_ONLY_ENV, "0")
+    check_before_start(prep, address)
+    lock = lock_mod.acquire(prep.paths, command)
+    if not prep.resuming and prep.paths.study_file.exists():
+        # another run created the study between our checks and the lock
+        if read_study_file(prep.paths).get("fingerprint") != fingerprint(prep.study, prep.trials):
+            lock.release()
+            raise UserError(f"a different study named {prep.study.name!r} was just created in {prep.paths.dir}",
+                            file=prep.file, key="name")
+        prep = dataclasses.replace(prep, resuming=True)
+    if announce is not None:
+        announce("continuing" if prep.resuming else "starting")
+    try:
+        return _run_locked(prep, _tracker(prep), live)
+    finally:
+        lock.release()
+
+
+def _run_locked(prep: Prepared, tracker: Tracker, live: bool | None) -> str:
+    paths = prep.paths
+    created = read_study_file(paths).get("created") if prep.resuming else None
+    parent_id = _parent(prep, tracker)
+    write_json_atomic(paths.study_file, _study_record(prep, tracker, parent_id, created))
+    if prep.report_changes:
+        print(f"changed since the last run: {', '.join(prep.report_changes)} (the report only): "
+              "no trial runs again for it")
+
+    records = {r.spec.key: r for r in load_records(paths, live=False)}
+    todo = [t for t in prep.trials if records[t.key].state not in ENDED]
+    status = "finished"
+    if todo:
+        status = _fit(prep, tracker, parent_id, todo, live)
+    final = planned(prep.study, load_records(paths, live=False), paths)
+    if status != "interrupted":
+        if not all(r.state.is_done for r in final):
+            status = "interrupted"
+        elif any(r.state == TrialState.FAILED for r in final):
+            status = "failed"
+    # children of trials cut short by Ctrl-C are closed as KILLED; a resumed trial reopens its own
+    tracker.close_orphans(parent_id)
+    tracker.tag_selected(parent_id, select(prep.study, [r for r in final if r.state.is_done]))
+    tracker.end_parent(parent_id, "KILLED" if status == "interrupted" else "FINISHED")
+    return status
+
+
+def _fit(prep: Prepared, tracker: Tracker, parent_id: str, todo: list[TrialSpec], live: bool | None) -> str:
     from ablab import trial as trial_api
     from ablab.callbacks import StudyCallback
     from ablab.progress import ProgressCallback
@@ -110,54 +323,24 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
     from ablab.seeds import AdaptiveSeeds
 
     study, paths = prep.study, prep.paths
-    # With the SQLite default, artifacts sit beside it in the study folder; a tracking
-    # server keeps its own artifact store.
-    local_store = not prep.tracking_uri.startswith(("http://", "https://"))
-    artifacts = paths.mlflow_artifacts.resolve().as_uri() if local_store else None
-    tracker = Tracker(prep.tracking_uri, study.tracking.experiment or study.name, artifact_location=artifacts)
-    # MLflow's first contact (creating the SQLite schema takes seconds) overlaps Ray's start-up.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        tracking_ready = pool.submit(lambda: (tracker.check_reachable(), tracker.experiment_id))
-        try:
-            init_ray(address, study)
-        finally:
-            tracking_ready.result()  # a tracking error is raised here, before any trial starts
-
     storage = str(paths.storage.resolve())
-    if prep.resuming:
-        record = read_study_file(paths)
-        parent_id = record["parent_run_id"]
-        tracker.reopen_parent(parent_id)
-        closed = tracker.close_orphans(parent_id)
-        if closed:
-            print(f"closed {closed} MLflow child run(s) left RUNNING by an interrupted driver")
-    else:
-        paths.sweep_file.write_text(yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))
-        parent_id = tracker.start_parent(
-            study.name, paths.sweep_file,
-            tags={"ablab.version": __version__, "git.commit": git_commit(), "ablab.trials": str(len(prep.trials))},
-        )
-        write_json_atomic(paths.study_file, {
-            "name": study.name,
-            "fingerprint": fingerprint(study, prep.trials),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "source_file": str(Path(prep.file).resolve()),
-            "tracking_uri": prep.tracking_uri,
-            "experiment": tracker.experiment_name,
-            "parent_run_id": parent_id,
-            "trials": [t.to_json() for t in prep.trials],
-        })
-
+    study_dir = str(paths.dir.resolve())
     callbacks = [
-        StudyCallback(storage, study.name, prep.tracking_uri, tracker.experiment_name, artifacts, parent_id),
+        StudyCallback(storage, study.name, prep.tracking_uri, tracker.experiment_name, _artifacts(prep), parent_id),
         ProgressCallback(study.name, study.metric, study.mode, len(prep.trials), live=live, storage=storage),
     ]
+    logs = _logs_by_key(paths)
+    records = {r.spec.key: r for r in load_records(paths, live=False)}
     trainable = tune.with_resources(trial_api.run, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
-    stage_root = str(paths.stages_dir.resolve())
-    entries = [{"trainable": study.trainable, "stage_root": stage_root, "study_dir": str(paths.dir.resolve()),
-                **t.to_json()} for t in prep.trials]
-    # Adaptive seeds: a Searcher suggests the trials round by round; otherwise one grid.
-    searcher = AdaptiveSeeds(study.model_dump(mode="json"), entries, storage) if study.adaptive_seeds else None
+    # Adaptive seeds: a Searcher suggests the trials round by round (it sees every trial,
+    # and skips those that ended in an earlier run); otherwise one grid of what is left.
+    searcher_on = bool(study.adaptive_seeds)
+    entries = [
+        {"trainable": study.trainable, "stage_root": str(paths.stages_dir.resolve()), "study_dir": study_dir,
+         "resume_from": _last_checkpoint(paths, logs.get(t.key, []), max(records[t.key].steps, default=None)),
+         **t.to_json()} for t in (prep.trials if searcher_on else todo)
+    ]
+    searcher = AdaptiveSeeds(study.model_dump(mode="json"), entries, storage) if searcher_on else None
     param_space = {} if searcher else {"ablab": tune.grid_search(entries)}
     # Ray's own console output is replaced by ablab.progress; its warning about frequent
     # experiment snapshots fires on every short trial that checkpoints each step.
@@ -167,47 +350,45 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None) ->
     # their trial folder), so relative paths in sweep files (data files, model folders) mean
     # what they mean on the command line; Tune passes this variable on to every trial.
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-    tune_dir = str(paths.tune_dir.resolve())  # pyarrow reads a relative path as a bad URI
-    if prep.resuming and Tuner.can_restore(tune_dir):
-        tuner = Tuner.restore(tune_dir, trainable=trainable, resume_errored=True, param_space=param_space)
-        # Ray brings back the pickled callbacks; use this run's (the tracking URI may have moved).
-        tuner._local_tuner._run_config.callbacks = callbacks  # noqa: SLF001 - no public setter
-    else:
-        tuner = Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=TuneConfig(
-                scheduler=make_scheduler(study),
-                search_alg=searcher,
-                # the grid holds the seeds; a searcher ends the study itself (headroom: a trial
-                # lost with a killed driver is asked for again and counts twice)
-                num_samples=2 * len(entries) if searcher else 1,
-                reuse_actors=True,  # torch is imported once per worker, not once per trial
-                max_concurrent_trials=study.max_concurrent,
-                trial_dirname_creator=_trial_dirname,
-                trial_name_creator=_trial_dirname,
-            ),
-            run_config=RunConfig(
-                name=paths.tune_dir.name,
-                storage_path=str(paths.dir.resolve()),
-                failure_config=FailureConfig(max_failures=study.max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=study.checkpoint.num_to_keep),
-                callbacks=callbacks,
-                verbose=0,
-            ),
-        )
-    status = "finished"
+    paths.tune_dir.mkdir(parents=True, exist_ok=True)
+    run_name = f"run-{len(list(paths.tune_dir.glob('run-*'))) + 1}"
+    tuner = Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=TuneConfig(
+            scheduler=make_scheduler(study, study_dir),
+            search_alg=searcher,
+            # the grid holds the seeds; a searcher ends the study itself (headroom: a trial
+            # lost with a killed driver is asked for again and counts twice)
+            num_samples=2 * len(entries) if searcher else 1,
+            reuse_actors=True,  # torch is imported once per worker, not once per trial
+            max_concurrent_trials=study.max_concurrent,
+            trial_dirname_creator=_trial_dirname,
+            trial_name_creator=_trial_dirname,
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=str(paths.tune_dir.resolve()),  # pyarrow reads a relative path as a bad URI
+            failure_config=FailureConfig(max_failures=study.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=study.checkpoint.num_to_keep),
+            callbacks=callbacks,
+            verbose=0,
+        ),
+    )
     try:
         tuner.fit()
     except KeyboardInterrupt:
-        status = "interrupted"
-    records = planned(study, load_records(paths), paths)
-    if not all(r.state.is_done for r in records):
-        status = "interrupted"
-    elif any(r.state == TrialState.FAILED for r in records):
-        status = "failed"
-    # children of trials cut short by Ctrl-C are closed as KILLED; a resumed trial reopens its own
-    tracker.close_orphans(parent_id)
-    tracker.tag_selected(parent_id, select(study, [r for r in records if r.state.is_done]))
-    tracker.end_parent(parent_id, "KILLED" if status == "interrupted" else "FINISHED")
-    return status
+        return "interrupted"
+    return "finished"
+
+
+def _logs_by_key(paths: StudyPaths) -> dict[str, list[str]]:
+    """Trial key -> the ids of every run of it so far (their folders hold its checkpoints)."""
+    from ablab.records import fold_log
+
+    out: dict[str, list[str]] = {}
+    for log in sorted(paths.trials_dir.glob("*.jsonl")) if paths.trials_dir.exists() else []:
+        rec = fold_log(log)
+        if rec is not None:
+            out.setdefault(rec.spec.key, []).append(rec.trial_id)
+    return out

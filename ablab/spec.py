@@ -1,4 +1,5 @@
-"""The sweep file: schema, safe loading, overrides.
+"""The sweep file's schema, and `load_study`: read (ablab.yaml_loader), apply `--set`
+(ablab.overrides), validate (errors translated by ablab.spec_errors).
 
 One file = one study. The schema is strict (an unknown key is an error) and every error
 comes out as a `UserError` naming the file and the key path. Trial configs are checked
@@ -11,14 +12,21 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ablab import overrides as overrides_mod
 from ablab.errors import UserError
+from ablab.spec_errors import user_error
+from ablab.yaml_loader import read_yaml
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 MAX_SEEDS = 1000
+SEED_LIMIT = 2**32  # numpy's seeds stop here; torch's a little later
+# Folders of the storage that are not studies: a study must not share them.
+RESERVED_NAMES = frozenset({"stages"})
+TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
 Scalar = Union[bool, int, float, str, None]
 # A variant value: one setting of `part`, or several settings applied together
 # ({dotted.key: value}) for ablations that change more than one key.
@@ -128,6 +136,12 @@ class Asha(_Strict):
     grace_period: int = Field(default=1, gt=0, description="steps before a trial may be stopped")
     reduction_factor: float = Field(default=3, gt=1)
 
+    @model_validator(mode="after")
+    def _grace_within_budget(self) -> Asha:
+        if self.grace_period > self.max_t:
+            raise ValueError(f"grace_period ({self.grace_period}) must be at most max_t ({self.max_t})")
+        return self
+
 
 class Median(_Strict):
     """Stop a trial whose best result is below the median of the others at the same step."""
@@ -154,6 +168,32 @@ class Tracking(_Strict):
         description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else SQLite in the study folder",
     )
     experiment: str | None = Field(default=None, description="MLflow experiment; default: the study name")
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_tracking_uri(v)
+        return v
+
+
+def check_tracking_uri(uri: str) -> None:
+    """A tracking URI MLflow can use, without credentials in it (they would be printed and stored)."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.split("+")[0]
+    if scheme not in TRACKING_SCHEMES and scheme != "":  # no scheme: a folder (MLflow file store)
+        raise ValueError(f"unknown scheme {parts.scheme!r}; allowed: {', '.join(TRACKING_SCHEMES)}, or a folder path")
+    if parts.username or parts.password:
+        raise ValueError("credentials in a tracking URI are refused; set MLFLOW_TRACKING_USERNAME and "
+                         "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead")
+
+
+def mask_uri(uri: str) -> str:
+    """`uri` with any user:password replaced by ***, for printing."""
+    parts = urlsplit(uri)
+    if not (parts.username or parts.password):
+        return uri
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
 class Checkpointing(_Strict):
@@ -189,6 +229,13 @@ class Study(_Strict):
         "(on a cluster, a path every node shares)",
     )
     checkpoint: Checkpointing = Field(default_factory=Checkpointing)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in RESERVED_NAMES:
+            raise ValueError(f"{v!r} is reserved (the storage's {v}/ folder is not a study); choose another name")
+        return v
 
     @field_validator("early_stopping", mode="before")
     @classmethod
@@ -226,8 +273,8 @@ class Study(_Strict):
             raise ValueError("needs at least one seed")
         if len(v) > MAX_SEEDS:
             raise ValueError(f"at most {MAX_SEEDS} seeds")
-        if any(s < 0 for s in v):
-            raise ValueError("seeds must be >= 0")
+        if any(s < 0 or s >= SEED_LIMIT for s in v):
+            raise ValueError(f"seeds must be >= 0 and < 2**32 ({SEED_LIMIT})")
         if len(set(v)) != len(v):
             raise ValueError("a seed is listed twice")
         return v
@@ -261,9 +308,12 @@ class Study(_Strict):
         parts = [a.part for a in self.ablations]
         if len(set(parts)) != len(parts):
             raise ValueError("an ablation part is listed twice")
-        both = set(parts) & set(self.grid)
-        if both:
-            raise ValueError(f"{sorted(both)[0]!r} is both a grid key and an ablation part")
+        for part in parts:
+            for key in self.grid:
+                if overlaps(part, key):
+                    # the ablation would silently replace the grid's value while the trial key shows it
+                    raise ValueError(f"grid key {key!r} overlaps the ablation part {part!r}: "
+                                     "one of them would silently replace the other")
         return self
 
     @property
@@ -280,158 +330,50 @@ class Study(_Strict):
         return (self.seeds.min, self.seeds.max) if isinstance(self.seeds, SeedRange) else None
 
 
-# ---------------------------------------------------------------------------- loading
-
-
-class _SafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (a silent override is a typo's favourite hiding place)."""
-
-
-def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_SafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise UserError("no such sweep file", file=str(path))
-    if path.is_dir():
-        raise UserError("is a folder, not a sweep file", file=str(path))
-    try:
-        data = yaml.load(path.read_text(), Loader=_SafeLoader)  # noqa: S506 - a SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        if "python/" in str(exc) or "could not determine a constructor" in str(exc):
-            problem = "YAML tags that build Python objects are not allowed in sweep files"
-        raise UserError(f"invalid YAML{where}: {problem}", file=str(path)) from None
-    if data is None:
-        raise UserError("the sweep file is empty", file=str(path))
-    if not isinstance(data, dict):
-        raise UserError("a sweep file must be a mapping of keys (name, trainable, base, ...)", file=str(path))
-    return data
+def overlaps(a: str, b: str) -> bool:
+    """Whether dotted keys `a` and `b` set the same setting (equal, or one inside the other)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def parse_study(data: dict[str, Any], file: str | None = None) -> Study:
     try:
         return Study.model_validate(data)
     except ValidationError as exc:
-        raise _user_error(exc, file) from None
+        raise user_error(exc, Study, file) from None
+
+
+def apply_overrides(data: dict[str, Any], overrides, file: str | None = None) -> dict[str, Any]:
+    """`--set key=value`: a dotted key into `base`, or into the study when it starts with a study field."""
+    return overrides_mod.apply(data, overrides, Study.model_fields, file)
 
 
 def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Study:
     data = read_yaml(path)
     data = apply_overrides(data, overrides, file=str(path))
-    return parse_study(data, str(path))
+    study = parse_study(data, str(path))
+    _refuse_ablated_overrides(study, overrides)
+    return study
 
 
-def apply_overrides(data: dict[str, Any], overrides, file: str | None = None) -> dict[str, Any]:
-    """`--set key=value`: a dotted key into `base`, or into the study when it starts with a study field."""
-    import copy
-
-    data = copy.deepcopy(data)
-    study_fields = set(Study.model_fields) - {"base"}
-    for item in overrides:
-        if "=" not in item:
-            raise UserError("--set takes key=value", key="--set", value=item)
-        key, _, raw = item.partition("=")
-        key = key.strip()
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", key):
-            raise UserError("--set key must be dotted names like model.width", key="--set", value=key)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        parts = key.split(".")
-        if parts[0] == "base":
-            parts = parts[1:]
-            target = data.setdefault("base", {})
-        elif parts[0] in study_fields:
-            target = data
-        else:
-            target = data.setdefault("base", {})
-        if not isinstance(target, dict):
-            raise UserError("cannot set inside a non-mapping", file=file, key=key)
-        for p in parts[:-1]:
-            nxt = target.setdefault(p, {})
-            if not isinstance(nxt, dict):
-                raise UserError("cannot set inside a non-mapping", file=file, key=key, value=nxt)
-            target = nxt
-        target[parts[-1]] = value
-    return data
+def _refuse_ablated_overrides(study: Study, overrides) -> None:
+    """`--set` on a part an ablation or the grid sets would be ignored in some trials."""
+    for key in overrides_mod.base_keys(overrides, Study.model_fields):
+        for a in study.ablations:
+            touched = [a.part] + [str(k) for v in [a.baseline, *a.replacements] if isinstance(v, dict) for k in v]
+            if any(overlaps(key, t) for t in touched):
+                raise UserError(
+                    f"the ablation of {a.part!r} sets this key in its variants", key="--set", value=key,
+                    hint=f"change the ablation's baseline or replacements in the sweep file (ablation {a.part!r}) instead",
+                )
+        for t in [*study.tune, *(k for a in study.ablations for k in a.tune)]:
+            if overlaps(key, t):
+                raise UserError(f"`tune` tries several values of this key ({t!r})", key="--set", value=key,
+                                hint="change its values under `tune` in the sweep file instead")
+        for g in study.grid:
+            if overlaps(key, g):
+                raise UserError(f"the grid sets this key ({g!r})", key="--set", value=key,
+                                hint=f"change grid.{g} in the sweep file instead, or --set grid.{g}=[...]")
 
 
-def _user_error(exc: ValidationError, file: str | None) -> UserError:
-    err = exc.errors(include_url=False)[0]
-    loc = [str(p) for p in err["loc"]]
-    # pydantic puts the union member's tag in the path (early_stopping.asha.max_t): drop it
-    if len(loc) >= 2 and loc[0] == "early_stopping" and loc[1] in {"none", "margin", "asha", "median"}:
-        loc.pop(1)
-    key = _loc_to_key(loc)
-    kind = err["type"]
-    value = err.get("input", ...)
-    allowed = None
-    msg = err["msg"]
-    if kind == "extra_forbidden":
-        model = _model_at(loc[:-1])
-        allowed = sorted(model.model_fields) if model else None
-        msg = "unknown key"
-        value = ...
-    elif kind == "missing":
-        msg, value = "missing required key", ...
-    elif kind == "literal_error":
-        allowed = [a.strip().strip("'") for a in re.split(r",| or ", err["ctx"]["expected"]) if a.strip()]
-        msg = "not an allowed value"
-    elif kind == "union_tag_invalid":
-        allowed = [a.strip().strip("'") for a in err["ctx"]["expected_tags"].split(",")]
-        msg = "unknown type"
-        value = err["ctx"].get("tag", value)
-        key = f"{key}.type" if key else "type"
-    elif kind == "union_tag_not_found":
-        msg = "needs a `type`"
-        allowed = ["none", "margin", "asha", "median"]
-        value = ...
-    elif kind.startswith("value_error"):
-        msg = msg.removeprefix("Value error, ")
-        if isinstance(value, dict):
-            value = ...
-    if isinstance(value, (dict, list)) and len(repr(value)) > 80:
-        value = ...
-    return UserError(msg, file=file, key=key or None, value=value, allowed=allowed)
-
-
-def _loc_to_key(loc: list[str]) -> str:
-    key = ""
-    for p in loc:
-        key = f"{key}[{p}]" if p.isdigit() else (f"{key}.{p}" if key else p)
-    return key
-
-
-def _model_at(loc: list[str]) -> type[BaseModel] | None:
-    model: Any = Study
-    for p in loc:
-        if p.isdigit():
-            continue
-        field = model.model_fields.get(p) if hasattr(model, "model_fields") else None
-        if field is None:
-            return None
-        ann = field.annotation
-        candidates = [ann, *getattr(ann, "__args__", ())]
-        for c in list(candidates):
-            candidates += list(getattr(c, "__args__", ()))
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if model is None:
-            return None
-    return model
+__all__ = ["Study", "Ablation", "load_study", "parse_study", "apply_overrides", "read_yaml", "mask_uri",
+           "check_tracking_uri", "overlaps", "RESERVED_NAMES"]

@@ -24,8 +24,12 @@ from typing import Any
 from ablab.stages import StageCache, StageRequest
 
 STATE_FILE = "state.pkl"
+STEP_FILE = "step"
 STEP_KEY = "step"
 NODE_KEY = "node_id"
+
+
+CONFIG_ERROR_KEY = "ablab/config_error"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class TrialInfo:
     seed: int
     stage_root: str
     study_dir: str
+    resume_from: str | None = None  # a checkpoint folder an earlier run of the study left
 
 
 _current: TrialInfo | None = None
@@ -106,6 +111,10 @@ def restore() -> dict[str, Any] | None:
     except RuntimeError:  # not inside Tune (a notebook, a unit test)
         return None
     if checkpoint is None:
+        # a trial that an earlier run of the study cut short goes on from where it was
+        if _current is not None and _current.resume_from and (Path(_current.resume_from) / STATE_FILE).exists():
+            with open(Path(_current.resume_from) / STATE_FILE, "rb") as f:
+                return pickle.load(f)
         return None
     with checkpoint.as_directory() as folder:
         with open(Path(folder) / STATE_FILE, "rb") as f:
@@ -135,6 +144,8 @@ def report(metrics: Mapping[str, float], *, step: int, state: dict[str, Any] | N
     with tempfile.TemporaryDirectory(prefix="ablab-ckpt-") as folder:
         with open(Path(folder) / STATE_FILE, "wb") as f:
             pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+        # the step, so a later run of the study can pick a checkpoint its records reached
+        (Path(folder) / STEP_FILE).write_text(str(int(step)))
         tune.report(values, checkpoint=Checkpoint.from_directory(folder))
 
 
@@ -170,32 +181,24 @@ def stages(requests: Sequence[tuple]) -> list[Path]:
 
 
 def run(param: dict[str, Any]) -> None:
-    """The function Ray Tune runs: builds the trainable's Config and calls `train`."""
+    """The function Ray Tune runs: builds the trainable's Config and calls `train`.
+
+    A `ConfigError` (a config that fails the same way every time) is reported, not
+    raised: the driver records it once as the trial's failure, and Ray does not retry it."""
     global _current
     from ablab import configs, registry
+    from ablab.ray_api import tune
+    from core.errors import ConfigError
 
     spec = param["ablab"]
-    if _ended_before(spec["study_dir"]):
-        return
     module = registry.load(spec["trainable"])
-    cfg = configs.build(module.Config, spec["config"])
-    _current = TrialInfo(spec["key"], spec["variant"], spec["seed"], spec["stage_root"], spec["study_dir"])
-    module.train(cfg)
-
-
-def _ended_before(study_dir: str) -> bool:
-    """True when this trial already ended in an earlier run of the study.
-
-    Ray snapshots its experiment state every few seconds; a driver killed between a
-    trial's end and the next snapshot restores that trial as unfinished. The study's own
-    event log (appended at once by the driver) knows better, so the trial is not re-run.
-    """
-    from ablab.ray_api import tune
-    from ablab.records import StudyPaths, ended_record
-
+    _current = TrialInfo(spec["key"], spec["variant"], spec["seed"], spec["stage_root"], spec["study_dir"],
+                         spec.get("resume_from"))
     try:
-        trial_id = tune.get_context().get_trial_id()
-    except Exception:  # noqa: BLE001 - not inside Tune
-        return False
-    paths = StudyPaths(Path(study_dir).parent, Path(study_dir).name)
-    return ended_record(paths.trials_dir / f"{trial_id}.jsonl") is not None
+        cfg = configs.build(module.Config, spec["config"])
+        check = getattr(module, "check", None)
+        if check is not None:
+            check(cfg)
+        module.train(cfg)
+    except ConfigError as exc:
+        tune.report({CONFIG_ERROR_KEY: f"ConfigError: {exc}"})

@@ -92,10 +92,10 @@ storage: {tmp / 'results'}
     ab_wall, ab_rss = measure([sys.executable, "-m", "ablab.cli", "run", str(sweep), "--no-live"], env, tmp)
 
     sys.path.insert(0, str(REPO))
-    from ablab.records import StudyPaths
-    from tests.ablab.helpers import mlflow_runs
+    from ablab.recovery import study_runs
+    from ablab.types import StudyPaths
 
-    _, parents, children = mlflow_runs(StudyPaths(tmp / "results", "load"))
+    _, parents, children = study_runs(StudyPaths(tmp / "results", "load"))
     keys = [c.data.tags["ablab.trial_key"] for c in children]
     assert len(parents) == 1 and len(keys) == n and len(set(keys)) == n, (len(keys), len(set(keys)))
 

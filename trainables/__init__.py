@@ -1,11 +1,5 @@
 """Ray Tune trainables: config dataclass in, `ablab.trial.report` out. No ML logic here.
 
-REGISTRY maps the name a sweep file uses (`trainable: quickstart`) to its module.
+Each module is registered under the name a sweep file uses (`trainable: quickstart`) in
+the `ablab.trainables` entry-point group of pyproject.toml.
 """
-
-REGISTRY: dict[str, str] = {
-    "quickstart": "trainables.quickstart",
-    "synthetic": "trainables.synthetic",
-    "distill": "trainables.distill",
-    "reasoning": "trainables.reasoning",
-}

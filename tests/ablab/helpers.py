@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
+from ablab.recovery import study_runs
 from ablab.records import StudyPaths
 
 
@@ -16,14 +14,8 @@ def study_paths(sweep: Path, name: str) -> StudyPaths:
 
 
 def mlflow_runs(paths: StudyPaths):
-    """(parent run, children) of the study, from its own tracking store."""
-    record = json.loads(paths.study_file.read_text())
-    client = MlflowClient(record["tracking_uri"])
-    exp = client.get_experiment_by_name(record["experiment"])
-    runs = client.search_runs([exp.experiment_id], max_results=5000)
-    parents = [r for r in runs if r.data.tags.get("ablab.role") == "study"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    return client, parents, children
+    """(client, parent runs, children) of the study, from its own tracking store."""
+    return study_runs(paths)
 
 
 def free_port() -> int:

@@ -125,3 +125,49 @@ mode: max
     _, parents, children = mlflow_runs(paths)
     assert parents[0].info.status == "FINISHED" and len(children) == 4
     assert all(c.info.status == "FINISHED" for c in children)
+
+
+MARGIN = """
+name: {name}
+trainable: synthetic
+base: {{steps: 8, sleep_seconds: 0.3}}
+ablations:
+  - part: quality
+    baseline: 0.9
+    replacements: [0.5]
+seeds: 2
+metric: val/score
+mode: max
+max_concurrent: 2
+early_stopping: {{type: margin, margin: 0.2, grace_period: 1}}
+"""
+
+
+def _stopped(paths) -> set[str]:
+    return {r.spec.key for r in load_records(paths) if r.state == TrialState.STOPPED}
+
+
+def test_early_stopping_survives_a_killed_driver(write_sweep):
+    """The margin rule's memory (the baseline's values) is rebuilt from the records: the
+    hopeless arm that starts only after the kill is stopped as in an uninterrupted run."""
+    clean = write_sweep(MARGIN.format(name="clean"), name="clean.yaml")
+    proc = _ablab("run", str(clean), "--no-live")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    expected = _stopped(study_paths(clean, "clean"))
+    assert expected == {"all | quality=0.5 | seed=0", "all | quality=0.5 | seed=1"}
+
+    sweep = write_sweep(MARGIN.format(name="killed"), name="killed.yaml")
+    paths = study_paths(sweep, "killed")
+    proc = _ablab("run", str(sweep), "--no-live")
+    deadline = time.time() + 240
+    # kill once both baseline trials have ended, before the hopeless arm reports much
+    while len(_ended(paths)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.stdout.read()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    again = _ablab("run", str(sweep), "--no-live")
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    assert _stopped(paths) == expected
