@@ -135,7 +135,8 @@ class StudyCallback(Callback):
         state = outcome(trial)
         self._log.append(trial.trial_id, {"event": "end", "state": state.value})
         self._log_artifacts(trial)
-        self._tracker.end_child(self._run_id(trial), state.value)
+        last = (trial.last_result or {}).get(STEP_KEY, (trial.last_result or {}).get("training_iteration"))
+        self._tracker.end_child(self._run_id(trial), spec_of(trial), state.value, last_step=last)
 
     def _log_artifacts(self, trial) -> None:
         """Files the trial wrote to `trial.artifact_dir()`, logged from the driver."""
@@ -154,4 +155,4 @@ class StudyCallback(Callback):
         error = error_of(trial)
         self._log.append(trial.trial_id, {"event": "end", "state": "failed", "error": error})
         self._log_artifacts(trial)
-        self._tracker.end_child(self._run_id(trial), "failed", error)
+        self._tracker.end_child(self._run_id(trial), spec_of(trial), "failed", error)
