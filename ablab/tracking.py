@@ -268,7 +268,7 @@ def runs_view(parent_id: str, columns: list[str], group_by_tag: str = TAG_VARIAN
     """
     return {
         "searchFilter": f"tags.`{PARENT_TAG}` = '{parent_id}'",
-        "orderByKey": "attributes.start_time",
+        "orderByKey": "attributes.start_time",  # grid order: the baseline first
         "orderByAsc": True,
         "selectedColumns": columns,
         # the run name column wide enough for "variant | seed=N (stopped at step S)"; the
@@ -310,6 +310,8 @@ def runs_url(base: str, experiment_id: str, parent_id: str, search: str | None =
     from urllib.parse import urlencode
 
     query = {"searchFilter": search} if search else {"viewStateShareKey": view_key(parent_id)}
+    # the UI's own switch between its GenAI and its model-training pages
+    query["workflowType"] = "machine_learning"
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(query)}"
 
 

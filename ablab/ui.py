@@ -6,6 +6,7 @@ restores it from the URL's `viewStateShareKey`; see ablab.tracking.runs_view.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -69,6 +70,8 @@ def serve(paths: StudyPaths, host: str, port: int, open_browser: bool = False) -
              "--workers", "1"],  # one user: more workers only slow the start
             stdout=out, stderr=subprocess.STDOUT,
         )
+    # a `kill` of this command stops the server it started, as Ctrl-C does
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         if not _wait_healthy(base, proc):
             tail = log.read_text().strip().splitlines()[-5:]
