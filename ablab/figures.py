@@ -138,6 +138,7 @@ def curves(report: Report, out: Path) -> list[Figure]:
     (± one std over seeds), and each stopped trial as a thin dashed line up to where it stopped."""
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     metric = report.study.metric
     contexts = list(dict.fromkeys(context_label(r.spec.context) for r in report.records))
@@ -168,6 +169,7 @@ def curves(report: Report, out: Path) -> list[Figure]:
         if len(contexts) > 1:
             ax.set_title(ctx, fontsize=10)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
