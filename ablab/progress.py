@@ -1,7 +1,7 @@
 """One live progress table instead of Ray's per-trial banners.
 
-On a terminal: a rich table redrawn in place (one row per variant and grid point: steps
-done, trials running/finished/stopped/failed, the metric's mean over the finished trials,
+On a terminal: a rich table redrawn in place (one row per variant and grid point: the
+step each running trial is at, trials finished/stopped/failed, the metric's mean over the finished trials,
 the same trials the report averages, and the stopped ones' last values apart) under a
 summary line with an ETA. Elsewhere (CI logs, `ray job submit`): one line per trial that
 ends, and a summary line every 30 s.
@@ -188,20 +188,21 @@ class ProgressCallback(Callback):
         expected = self._expected_steps()
         table = Table(expand=False)
         columns = (["context"] if with_context else []) + [
-            "variant", "steps", "running", "finished", "stopped", "failed",
-            f"{self.metric} (finished, mean)", "stopped at (last value)"]
+            "variant", "running, at step", "finished", "stopped", "failed",
+            f"{self.metric} (finished, mean)", "stopped (last value)"]
         for col in columns:
             table.add_column(col, justify="left" if col in ("context", "variant") else "right")
+        of = f"/{expected}" if expected else ""
         for (ctx, variant), tids in sorted(groups.items()):
-            states = [self._rt["state"][t] for t in tids]
-            finished = [self._rt["last"][t] for t in tids if self._rt["state"][t] == "finished" and t in self._rt["last"]]
-            stopped = [self._rt["last"][t] for t in tids if self._rt["state"][t] == "stopped" and t in self._rt["last"]]
-            steps = sum(self._rt["step"].get(t, 0) for t in tids)
-            of = f"/{expected * len(tids)}" if expected else ""
+            states = {t: self._rt["state"][t] for t in tids}
+            last = self._rt["last"]
+            finished = [last[t] for t, s in states.items() if s == "finished" and t in last]
+            stopped = [last[t] for t, s in states.items() if s == "stopped" and t in last]
+            running = [f"{self._rt['step'].get(t, 0)}{of}" for t, s in states.items() if s == "running"]
             table.add_row(
-                *([ctx] if with_context else []), variant, f"{steps}{of}",
-                *(str(states.count(s)) for s in ("running", "finished", "stopped", "failed")),
+                *([ctx] if with_context else []), variant, ", ".join(running),
+                *(str(list(states.values()).count(s)) for s in ("finished", "stopped", "failed")),
                 self._fmt(sum(finished) / len(finished) if finished else None),
-                ", ".join(self._fmt(v) for v in stopped) or "",
+                ", ".join(self._fmt(v) for v in stopped),
             )
         return Group(Text(self._summary()), table)
