@@ -119,16 +119,15 @@ def _bar_panel(ax, report: Report, rows: list[Row], metric: str, fmt_value) -> s
             ax.scatter([x + d for d in _jitter(len(seeds))], seeds, s=14, color="black", zorder=4,
                        label="seed (finished)" if x == 0 else None)
             described.append(f"{tick_label(report, row)} {fmt_value(metric, row.summary.mean)} ({row.verdict})")
-        else:
-            ax.text(x, 0.97, row.verdict, rotation=90, ha="center", va="top", fontsize=8, color="#444",
-                    transform=ax.get_xaxis_transform())
+        else:  # no bar: the tick label says why (below the axis, where no mark can hide it)
             described.append(f"{tick_label(report, row)}: {row.verdict}")
         if stopped:
             ax.scatter([x + d for d in _jitter(len(stopped))], stopped, s=22, marker="x", color="#c8453b", zorder=4,
                        label="stopped early (last value, not in the mean)")
     if base is not None:
         ax.axhline(base.summary.mean, ls="--", lw=0.8, color="#444", zorder=2, label="baseline mean")
-    ax.set_xticks(range(len(rows)), [tick_label(report, r) for r in rows], rotation=25, ha="right")
+    labels = [tick_label(report, r) + ("" if r.summary.n else f"\n({r.verdict})") for r in rows]
+    ax.set_xticks(range(len(rows)), labels, rotation=25, ha="right")
     ax.set_title(metric, fontsize=10)
     return f"{metric}: " + ", ".join(described)
 

@@ -245,9 +245,10 @@ class Tracker:
         _retry(lambda: self.client.set_terminated(run_id, status=status))
 
 
-def run_name(spec: Mapping[str, Any], state: str | None = None, last_step: int | None = None) -> str:
-    """`variant | seed=N` (the grid point first when there is a grid), and how it ended when
-    that keeps it out of the means."""
+def run_name(spec: Mapping[str, Any], state: str | None = None, last_step: int | None = None,
+             selected: bool | None = None) -> str:
+    """`variant | seed=N` (the grid point first when there is a grid), and why the trial is
+    not in the means when it is not: stopped early, failed, or a tuned value not selected."""
     context = spec.get("context") or {}
     parts = ([context_label(context)] if context else []) + [spec["variant"], f"seed={spec['seed']}"]
     name = " | ".join(parts)
@@ -255,6 +256,8 @@ def run_name(spec: Mapping[str, Any], state: str | None = None, last_step: int |
         name += " (stopped" + (f" at step {last_step})" if last_step is not None else ")")
     elif state == "failed":
         name += " (failed)"
+    elif selected is False:
+        name += " (not selected)"
     return name
 
 
