@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from ablab.callbacks import error_of, metrics_of, outcome, spec_of
+from ablab.callbacks import error_of, labelled_spec, metrics_of, outcome, spec_of
 from ablab.console import duration
 from ablab.expand import context_label
 from ablab.ray_api import Callback
@@ -102,11 +102,11 @@ class ProgressCallback(Callback):
             return
         state = outcome(trial).value
         self._set(trial, state)
-        self._line(f"{state:8s} {run_name(spec_of(trial))}  {self.metric}={self._fmt(self._rt['last'].get(trial.trial_id))}")
+        self._line(f"{state:8s} {run_name(labelled_spec(trial))}  {self.metric}={self._fmt(self._rt['last'].get(trial.trial_id))}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._set(trial, "failed")
-        self._line(f"failed   {run_name(spec_of(trial))}  {error_of(trial)}")
+        self._line(f"failed   {run_name(labelled_spec(trial))}  {error_of(trial)}")
 
     def on_step_end(self, iteration, trials, **info):
         live = self._rt.get("live")

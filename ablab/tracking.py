@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ablab.errors import UserError
-from ablab.expand import context_label
 
 T = TypeVar("T")
 
@@ -247,10 +246,11 @@ class Tracker:
 
 def run_name(spec: Mapping[str, Any], state: str | None = None, last_step: int | None = None,
              selected: bool | None = None) -> str:
-    """`variant | seed=N` (the grid point first when there is a grid), and why the trial is
-    not in the means when it is not: stopped early, failed, or a tuned value not selected."""
-    context = spec.get("context") or {}
-    parts = ([context_label(context)] if context else []) + [spec["variant"], f"seed={spec['seed']}"]
+    """`variant | seed=N` (the grid point first when there is a grid: `context_label`, as
+    ablab.expand writes it), and why the trial is not in the means when it is not: stopped
+    early, failed, or a tuned value not selected."""
+    label = spec.get("context_label") or "all"
+    parts = ([label] if label != "all" else []) + [spec["variant"], f"seed={spec['seed']}"]
     name = " | ".join(parts)
     if state == "stopped":
         name += " (stopped" + (f" at step {last_step})" if last_step is not None else ")")
