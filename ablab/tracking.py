@@ -250,7 +250,8 @@ def run_name(spec: Mapping[str, Any], state: str | None = None, last_step: int |
     ablab.expand writes it), and why the trial is not in the means when it is not: stopped
     early, failed, or a tuned value not selected."""
     label = spec.get("context_label") or "all"
-    parts = ([label] if label != "all" else []) + [spec["variant"], f"seed={spec['seed']}"]
+    tuned = ", ".join(f"{k}={v}" for k, v in (spec.get("tune") or {}).items())  # a tuned value tried
+    parts = ([label] if label != "all" else []) + [spec["variant"]] + ([tuned] if tuned else []) + [f"seed={spec['seed']}"]
     name = " | ".join(parts)
     if state == "stopped":
         name += " (stopped" + (f" at step {last_step})" if last_step is not None else ")")

@@ -211,7 +211,8 @@ def test_run_names_say_the_arm_the_seed_and_how_it_ended():
     assert run_name(spec, "stopped", 5) == "model.width=16 | seed=2 (stopped at step 5)"
     assert run_name(spec, "failed") == "model.width=16 | seed=2 (failed)"
     assert run_name({**spec, "context_label": "data.ipc=10"}) == "data.ipc=10 | model.width=16 | seed=2"
-    assert run_name(spec, selected=False) == "model.width=16 | seed=2 (not selected)"
+    assert run_name({**spec, "tune": {"train.lr": 0.1}}, selected=False) == (
+        "model.width=16 | train.lr=0.1 | seed=2 (not selected)")
 
 
 def test_eta_is_the_rate_so_far():
