@@ -25,6 +25,7 @@ TAG_STUDY = "ablab.study"
 TAG_KEY = "ablab.trial_key"
 TAG_STATE = "ablab.state"
 TAG_VARIANT = "ablab.variant"
+TAG_CONTEXT = "ablab.context"  # the grid point's label
 PARENT_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"  # the run's description, rendered as markdown by the UI
 MAX_PARAM_LEN = 6000
@@ -179,7 +180,7 @@ class Tracker:
                 tags={
                     PARENT_TAG: parent_id, TAG_STUDY: study_name, TAG_KEY: key,
                     TAG_VARIANT: spec["variant"], "ablab.seed": str(spec["seed"]),
-                    "ablab.context": str(spec.get("context_label", "")), TAG_STATE: "running",
+                    TAG_CONTEXT: str(spec.get("context_label", "")), TAG_STATE: "running",
                 },
             ))
             run_id = run.info.run_id
@@ -262,7 +263,7 @@ def run_name(spec: Mapping[str, Any], state: str | None = None, last_step: int |
     return name
 
 
-def runs_view(parent_id: str, columns: list[str], group_by_tag: str = TAG_VARIANT) -> dict[str, Any]:
+def runs_view(parent_id: str, columns: list[str], group_by_tags: tuple[str, ...] = (TAG_VARIANT,)) -> dict[str, Any]:
     """A runs view for the MLflow 3 UI: the study's children, grouped by arm (a mean curve
     with a band per arm in the charts), the given columns shown, every run in the charts.
 
@@ -279,7 +280,8 @@ def runs_view(parent_id: str, columns: list[str], group_by_tag: str = TAG_VARIAN
         # UI applies widths only together with an order, so the order lists every column
         "columnOrder": [RUN_NAME_COLUMN, "runDateAndNestInfo", "duration", *columns],
         "columnWidths": {RUN_NAME_COLUMN: 320},
-        "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": group_by_tag}]},
+        "groupBy": {"aggregateFunction": "average",
+                    "groupByKeys": [{"mode": "tag", "groupByData": tag} for tag in group_by_tags]},
         "runsHiddenMode": "SHOW_ALL",
         "useGroupedValuesInCharts": True,
         "hideEmptyCharts": True,
@@ -301,7 +303,9 @@ def arms_view(study, parent_id: str) -> dict[str, Any]:
     metrics = list(dict.fromkeys([*study.report_metrics, study.metric]))
     columns = ([f"params.`{p}`" for p in ablated_params(study)] + [f"metrics.`{m}`" for m in metrics]
                + [f"tags.`{TAG_STATE}`"])
-    return runs_view(parent_id, columns)
+    # an arm is a variant at a grid point: grouped by both when the study has both
+    groups = ((TAG_CONTEXT,) if study.grid else ()) + ((TAG_VARIANT,) if study.ablations else ())
+    return runs_view(parent_id, columns, groups or (TAG_VARIANT,))
 
 
 def view_key(parent_id: str) -> str:
