@@ -15,7 +15,8 @@ noise, Holm-adjusted p-values over each table's arms x metrics, TOST equivalence
 
 from __future__ import annotations
 
-import warnings
+import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -162,16 +163,85 @@ def analyse(study: Study, records: list[TrialRecord]) -> Report:
                         verdict = "baseline" if s.n else _missing(records, ctx, v)
                         rows.append(Row(ctx, a.part, v, m, s, None, verdict, **facts))
                         continue
-                    with warnings.catch_warnings():
-                        # scipy warns of "catastrophic cancellation" when seeds agree to the
-                        # last digits; the interval it returns is still the right (tiny) one
-                        warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
-                        c = compare(base_vals, vals)
-                    verdict = _verdict(c, s, len(base_vals), direction.get(m, study.mode))
-                    if s.n == 0:
-                        verdict = _missing(records, ctx, v)
-                    rows.append(Row(ctx, a.part, v, m, s, c, verdict))
-    return Report(study, records, rows)
+                    d = decisions[(v, m)]
+                    n_base = len(baseline[m].values)
+                    if s.n == 0 or n_base == 0:
+                        verdict = _missing(records, ctx, v) if s.n == 0 else "no data"
+                    elif s.n < 2 or n_base < 2:
+                        verdict = "n<2"
+                    else:
+                        verdict = d.verdict
+                    rows.append(Row(ctx, a.part, v, m, s, d.comparison, verdict, d.p_adjusted,
+                                    d.p_equivalent_adjusted, d.mde, **facts))
+    selected = frozenset(k for k, ok in chosen.items() if ok)
+    return Report(study, records, rows, methods(study, rows), selected)
+
+
+def methods(study: Study, rows: list[Row]) -> str:
+    """What the table's numbers are, in one paragraph."""
+    conf = f"{study.stats.confidence:.0%}"
+    comparisons = defaultdict(int)
+    for r in rows:
+        if r.comparison is not None and not math.isnan(r.comparison.p_value):
+            comparisons[(r.context, r.ablation)] += 1
+    family = max(comparisons.values(), default=0)
+    parts = [
+        f"Means over seeds of finished trials; Δ = mean(arm) − mean(baseline) with a {conf} Welch interval "
+        "whose per-seed variance combines seed variance and evaluation-sampling variance (the between-seed "
+        "variance, floored at the variance the evaluation set's size implies when a trainable reports `m:n`).",
+        (f"p-values are Holm-adjusted over the arms × metrics of each table (up to {family} comparisons); "
+         if study.stats.correction == "holm" else "p-values are not adjusted for multiple comparisons; ")
+        + f"better/worse means adjusted p ≤ {1 - study.stats.confidence:.2g}.",
+    ]
+    if study.stats.smallest_effect:
+        deltas = ", ".join(f"{m}: ±{d:g}" for m, d in study.stats.smallest_effect.items())
+        parts.append(f"Equivalent: two one-sided tests show the difference inside ({deltas}), adjusted likewise.")
+    parts.append("MDE: the smallest true difference each row's seeds detect with 80% power at the "
+                 "table's Bonferroni level.")
+    if study.adaptive_seeds:
+        lo, hi = study.adaptive_seeds
+        parts.append(f"Adaptive seeds ({lo} to {hi}): seeds were added only to arms (and the baseline) with an "
+                     "open verdict; each arm's p-value is sequential (alpha spent over its looks), so the "
+                     "error rate holds under this optional stopping.")
+    tuned = sorted(set(study.tune) | {k for a in study.ablations for k in a.tune})
+    if tuned:
+        parts.append(f"Tuned per arm and seed ({', '.join(tuned)}): the value best on {study.metric} "
+                     f"({study.mode}) is selected; only selected trials are in the table.")
+    return " ".join(parts)
+
+
+def _arm(records: list[TrialRecord], metric: str) -> Arm:
+    values, eval_vars = [], []
+    for r in records:
+        v = r.final(metric)
+        if v is None:
+            continue
+        values.append(v)
+        eval_vars.append(evaluation_variance(v, r.final(f"{metric}:n"), r.final(f"{metric}:sd")))
+    return Arm(tuple(values), tuple(eval_vars))
+
+
+def _arm_facts(study: Study, records: list[TrialRecord], by_arm, ctx: str, variant: str, minimum: int) -> dict:
+    chosen = by_arm[(ctx, variant)]
+    arm = [r for r in records if r.spec.variant == variant and context_label(r.spec.context) == ctx]
+    survived = {r.spec.seed for r in chosen}
+    tuned: dict[str, int] = defaultdict(int)
+    for r in chosen:
+        if r.spec.tune:
+            tuned[context_label(r.spec.tune)] += 1
+    censored = []
+    sign = 1.0 if study.mode == "max" else -1.0
+    for seed in sorted({r.spec.seed for r in arm} - survived):
+        trials = [r for r in arm if r.spec.seed == seed]
+        if all(r.state == TrialState.PENDING for r in trials):
+            continue
+        reached = [r for r in trials if r.final(study.metric) is not None]
+        best = max(reached, key=lambda r: sign * r.final(study.metric)) if reached else trials[0]
+        state = next((s for s in (TrialState.STOPPED, TrialState.FAILED, TrialState.RUNNING)
+                      if any(r.state == s for r in trials)), TrialState.PENDING)
+        censored.append(Censored(seed, state.value, best.final(study.metric), best.steps[-1] if best.steps else None))
+    return {"seeds": tuple(sorted(survived)), "tuned": dict(tuned), "censored": tuple(censored),
+            "below_min": len(survived) < minimum}
 
 
 def _missing(records: list[TrialRecord], ctx: str, variant: str) -> str:

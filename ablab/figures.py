@@ -18,7 +18,7 @@ from ablab.expand import BASELINE, context_label
 from ablab.records import TrialRecord, TrialState
 
 FORMATS = ("png", "svg", "pdf")
-VERDICT_COLORS = {"baseline": "#6b6b6b", "better": "#2e9e5b", "worse": "#c8453b"}
+VERDICT_COLORS = {"baseline": "#6b6b6b", "better": "#2e9e5b", "worse": "#c8453b", "equivalent": "#b59a3c"}
 OTHER_COLOR = "#6f9fd8"
 
 
@@ -37,8 +37,10 @@ class Figure:
 
 
 def arm_records(report: Report, ctx: str, variant: str, state: TrialState) -> list[TrialRecord]:
+    """An arm's trials in `state`; finished ones only when selected (those the means use)."""
     return [r for r in report.records
-            if r.state == state and r.spec.variant == variant and context_label(r.spec.context) == ctx]
+            if r.state == state and r.spec.variant == variant and context_label(r.spec.context) == ctx
+            and (state != TrialState.FINISHED or r.spec.key in report.selected)]
 
 
 def tick_label(report: Report, row: Row) -> str:
@@ -110,12 +112,12 @@ def _bar_panel(ax, report: Report, rows: list[Row], metric: str, fmt_value) -> s
             ax.bar(x, row.summary.mean, width=0.6, color=color, alpha=0.8, zorder=1)
             c = row.comparison
             if c is not None and base is not None and not math.isnan(c.ci_low):
-                # the verdict's interval (the difference to the baseline), placed on the
-                # baseline's mean: it crosses the dashed line exactly when the verdict is "within noise"
+                # the interval of the difference to the baseline, drawn around the arm's mean:
+                # where it crosses the dashed line (the baseline's mean), the difference is not clear
                 lo, hi = base.summary.mean + c.ci_low, base.summary.mean + c.ci_high
                 mean = base.summary.mean + c.diff
                 ax.errorbar(x, mean, yerr=[[mean - lo], [hi - mean]], fmt="none", ecolor="black", capsize=5,
-                            lw=1.2, zorder=3, label="95% CI of Δ vs baseline")
+                            lw=1.2, zorder=3, label=f"{report.study.stats.confidence:.0%} CI of Δ vs baseline (unadjusted)")
             ax.scatter([x + d for d in _jitter(len(seeds))], seeds, s=14, color="black", zorder=4,
                        label="seed (finished)" if x == 0 else None)
             described.append(f"{tick_label(report, row)} {fmt_value(metric, row.summary.mean)} ({row.verdict})")

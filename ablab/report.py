@@ -22,7 +22,8 @@ from ablab.expand import BASELINE, context_label
 from ablab.figures import Figure, draw
 from ablab.records import StudyPaths, TrialRecord, TrialState, read_study_file
 
-HEADER = ["variant", "metric", "n", "mean ± std", "Δ vs baseline [95% CI]", "p (Welch)", "verdict"]
+HEADER = ["variant", "metric", "n", "mean ± std", "Δ vs baseline [CI]", "p (adjusted)", "MDE (80%)", "notes",
+          "verdict"]
 NO_VALUE = "—"
 
 
@@ -85,10 +86,12 @@ class Cells:
     mean: str
     diff: str
     p: str
+    mde: str
+    notes: str
     verdict: str
 
     def as_list(self) -> list[str]:
-        return [self.arm, self.metric, self.n, self.mean, self.diff, self.p, self.verdict]
+        return [self.arm, self.metric, self.n, self.mean, self.diff, self.p, self.mde, self.notes, self.verdict]
 
 
 def arm_label(report: Report, row: Row) -> str:
@@ -111,7 +114,21 @@ def cells(report: Report, row: Row, d: int) -> Cells:
         interval = f" [{fixed(c.ci_low, d, True)}, {fixed(c.ci_high, d, True)}]" if _finite(c.ci_low) else ""
         diff = fixed(c.diff, d, True) + interval
     return Cells(arm_label(report, row), row.variant, row.metric, str(s.n), mean, diff,
-                 p_text(c.p_value) if c is not None else "", row.verdict)
+                 p_text(row.p_adjusted) if c is not None else "",
+                 fixed(row.mde, d) if c is not None and _finite(row.mde) else "", notes(row, d), row.verdict)
+
+
+def notes(row: Row, d: int) -> str:
+    """Chosen tuned values with their wins, censored seeds, an arm short of seeds."""
+    out = []
+    if row.tuned:
+        out.append("tuned: " + ", ".join(f"{v} ({n}×)" for v, n in sorted(row.tuned.items(), key=lambda x: -x[1])))
+    for c in row.censored:
+        step = "" if c.step is None else f" at step {c.step}"
+        out.append(f"seed {c.seed} {c.state}{step} ({fixed(c.last_value, d)})")
+    if row.below_min:
+        out.append("fewer seeds than planned")
+    return "; ".join(out)
 
 
 def tables(report: Report) -> dict[tuple[str, str], list[Cells]]:
@@ -129,20 +146,19 @@ def table_title(ctx: str, part: str) -> str:
 
 
 def methods(report: Report) -> str:
-    """How the numbers were made, in one paragraph (goes into every format)."""
+    """How the numbers were made, in one paragraph (goes into every format): the study, then
+    the analysis' own account of its statistics, then how to read the figures."""
     s, c = report.study, report.counts
-    stopping = s.early_stopping.type
+    seeds = s.seed_list
     return (
-        f"Trainable `{s.trainable}`, {len(s.seeds)} seed(s) per arm ({', '.join(map(str, s.seeds))}), "
-        f"selection metric `{s.metric}` ({s.mode}), early stopping: {stopping}. "
+        f"Trainable `{s.trainable}`, {len(seeds)} seed(s) per arm ({', '.join(map(str, seeds))}), "
+        f"selection metric `{s.metric}` ({s.mode}), early stopping: {s.early_stopping.type}. "
         f"Trials: {len(report.records)} — {c['finished']} finished, {c['stopped']} stopped early, "
         f"{c['failed']} failed, {c['running'] + c['pending']} not done. "
-        "Each value is a trial's last reported value; means and standard deviations are over the "
-        "finished trials of an arm only (stopped and failed trials are listed apart). "
-        "Δ is mean(variant) − mean(baseline) with a 95% Welch confidence interval; a verdict of "
-        "better/worse means the interval excludes 0; n=1 has no spread (—). In the bar charts the "
-        "whisker is that interval, drawn around the arm's mean, and the dashed line is the baseline's "
-        "mean: the whisker crosses the line exactly when the verdict is \"within noise\"."
+        "Each value is a trial's last reported value; stopped, failed and not selected trials are "
+        f"listed apart. {report.methods} A single seed has no spread (± —). In the bar charts the "
+        "whisker is the unadjusted interval of Δ, drawn around the arm's mean, and the dashed line is "
+        "the baseline's mean."
     )
 
 
@@ -207,11 +223,17 @@ def markdown_tables(report: Report, links: Links | None = None,
     return lines
 
 
+def not_in_the_means(report: Report) -> list[TrialRecord]:
+    """Trials that ended early, failed, or lost the selection among tuned values."""
+    skipped = [r for r in report.records if r.state == TrialState.FINISHED and r.spec.key not in report.selected]
+    return not_averaged(report) + skipped
+
+
 def apart_rows(report: Report) -> list[list[str]]:
     """Trials not in the means: arm, seed, state, last step, last value, reason."""
     metric = report.study.metric
     out = []
-    for r in not_averaged(report):
+    for r in not_in_the_means(report):
         ctx = context_label(r.spec.context)
         arm = r.spec.variant if ctx == "all" else f"{ctx}, {r.spec.variant}"
         last = r.final(metric)
@@ -223,6 +245,8 @@ def apart_rows(report: Report) -> list[list[str]]:
 def reason(r: TrialRecord) -> str:
     if r.error:
         return r.error
+    if r.state == TrialState.FINISHED:
+        return "not selected: another tuned value was better on validation"
     return {
         TrialState.STOPPED: f"stopped early by the scheduler after step {r.steps[-1] if r.steps else 0}",
         TrialState.RUNNING: "not finished (interrupted or still running)",
@@ -348,8 +372,8 @@ def to_latex(report: Report) -> str:
         out += [
             r"\begin{table}[t]", r"\centering",
             rf"\caption{{{tex_escape(title)}. Mean $\pm$ std over finished seeds; $\Delta$ vs the baseline "
-            r"with a 95\% Welch confidence interval.}",
-            r"\begin{tabular}{llrrrrl}", r"\toprule",
+            rf"with a {tex_escape(f'{report.study.stats.confidence:.0%}')} Welch interval; p adjusted as in the methods.}}",
+            r"\begin{tabular}{llrrrrrll}", r"\toprule",
             " & ".join(tex_escape(h) for h in HEADER) + r" \\", r"\midrule",
         ]
         metric = None

@@ -24,6 +24,7 @@ T = TypeVar("T")
 TAG_STUDY = "ablab.study"
 TAG_KEY = "ablab.trial_key"
 TAG_STATE = "ablab.state"
+TAG_SELECTED = "ablab.selected"  # true: the trial enters the ablation table (tuned value chosen)
 TAG_VARIANT = "ablab.variant"
 TAG_CONTEXT = "ablab.context"  # the grid point's label
 PARENT_TAG = "mlflow.parentRunId"
@@ -37,6 +38,7 @@ CLASSIC_ML = "custom_model_development"
 # The UI restores a saved runs view from the experiment tag `mlflow.sharedViewState.<key>`
 # when the URL carries `viewStateShareKey=<key>` (what its "Share" button does).
 SHARED_VIEW_TAG = "mlflow.sharedViewState."
+NOT_SELECTED = " (not selected)"
 RUN_NAME_COLUMN = "attributes.`Run Name`"
 DEFAULT_UI = "http://127.0.0.1:5000"  # where `ablab ui` serves by default
 
@@ -220,6 +222,18 @@ class Tracker:
         _retry(lambda: self.client.update_run(run_id, status=status, name=run_name(spec, state, last_step)))
         _retry(lambda: self.client.set_terminated(run_id, status=status))
 
+    def tag_selected(self, parent_id: str, selected: Mapping[str, bool]) -> None:
+        """`ablab.selected=true|false` on each child whose trial key is in `selected`; a child
+        not selected also says so in its name, where the runs list shows it."""
+        for run in self.children(parent_id):
+            key = run.data.tags.get(TAG_KEY)
+            value = None if key not in selected else ("true" if selected[key] else "false")
+            if value is not None and run.data.tags.get(TAG_SELECTED) != value:
+                _retry(lambda r=run.info.run_id, v=value: self.client.set_tag(r, TAG_SELECTED, v))
+            name = run.info.run_name or ""
+            if value == "false" and not name.endswith(NOT_SELECTED):
+                _retry(lambda r=run.info.run_id, n=name: self.client.update_run(r, name=n + NOT_SELECTED))
+
     # --------------------------------------------------------------- the study
     def save_view(self, parent_id: str, view: Mapping[str, Any]) -> None:
         _retry(lambda: self.client.set_experiment_tag(
@@ -259,7 +273,7 @@ def run_name(spec: Mapping[str, Any], state: str | None = None, last_step: int |
     elif state == "failed":
         name += " (failed)"
     elif selected is False:
-        name += " (not selected)"
+        name += NOT_SELECTED
     return name
 
 
