@@ -288,7 +288,7 @@ def to_markdown(report: Report, figures: dict[str, list[Figure]] | None = None,
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-variant-numeric:tabular-nums}
-td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}td.num{text-align:right}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}td.num{text-align:right;white-space:nowrap}
 td.better{background:#dfd}td.worse{background:#fdd}img{max-width:100%;display:block;margin:1em 0}
 p.methods{color:#444;font-size:0.95em;max-width:60em}"""
 
@@ -332,9 +332,9 @@ def to_html(report: Report, figures: dict[str, list[Figure]], pictures: dict[str
             arm = e(r.arm)
             if links and part != "grid":
                 arm = f"<a href='{e(links.arm(r.variant), quote=True)}'>{arm}</a>"
+            numbers = "".join(f"<td class='num'>{e(x)}</td>" for x in (r.n, r.mean, r.diff, r.p, r.mde))
             parts.append(
-                f"<tr><td>{arm}</td><td>{e(r.metric)}</td><td class='num'>{e(r.n)}</td>"
-                f"<td class='num'>{e(r.mean)}</td><td class='num'>{e(r.diff)}</td><td class='num'>{e(r.p)}</td>"
+                f"<tr><td>{arm}</td><td>{e(r.metric)}</td>{numbers}<td>{e(r.notes)}</td>"
                 f"<td class='{e(r.verdict, quote=True)}'>{e(r.verdict)}</td></tr>")
         parts.append("</table>")
         parts += [_img(out, f.png, f.alt) for f in figures.get(f"{ctx}|{part}", [])]

@@ -155,6 +155,9 @@ def test_html_stands_alone_and_other_formats_are_written(study):
     assert len(sources) == page.count("<img") >= 3
     assert all(src.startswith("data:image/png;base64,") and alt for src, alt in sources)
     assert "Welch" in page and "Trainable <code>synthetic</code>" in page  # the methods paragraph
+    for table in re.findall(r"<table>(.*?)</table>", page, re.S):  # every row as wide as its header
+        widths = {len(re.findall(r"<t[hd][ >]", row)) for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)}
+        assert len(widths) == 1, widths
     for png in out.glob("*.png"):
         assert png.with_suffix(".svg").stat().st_size > 0 and png.with_suffix(".pdf").stat().st_size > 0
 
