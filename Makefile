@@ -10,13 +10,22 @@ DEPS_HASH := $(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(DEPS_HASH)
 STUDY ?= sweeps/quickstart.yaml
 
-.PHONY: run test setup clean-results serve
+.PHONY: run test setup browser clean-results serve
 
 run: $(STAMP)
 	$(VENV)/bin/ablab run $(STUDY) $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	RAY_AUTH_MODE=disabled $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The UI tests drive Debian's headless Chromium with selenium (Playwright's own browser
+# download does not work here). Installed once, with apt (as root, or through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing Debian's chromium and chromium-driver for the browser tests (apt-get)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 setup: $(STAMP)
 

@@ -36,6 +36,12 @@ def spec_of(trial) -> dict[str, Any]:
     return trial.config["ablab"]
 
 
+def labelled_spec(trial) -> dict[str, Any]:
+    """The trial's spec with its grid point's label (what names its MLflow run)."""
+    spec = spec_of(trial)
+    return {**spec, "context_label": context_label(spec["context"])}
+
+
 def error_of(trial) -> str:
     """The reason a trial failed, in one line (the last line of its exception)."""
     text = None
@@ -103,9 +109,7 @@ class StudyCallback(Callback):
     def _run_id(self, trial) -> str:
         runs = self._runtime["runs"]
         if trial.trial_id not in runs:
-            spec = dict(spec_of(trial))
-            spec["context_label"] = context_label(spec["context"])
-            runs[trial.trial_id] = self._tracker.child(self.parent_run_id, self.name, spec)
+            runs[trial.trial_id] = self._tracker.child(self.parent_run_id, self.name, labelled_spec(trial))
         return runs[trial.trial_id]
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -127,7 +131,7 @@ class StudyCallback(Callback):
         if CONFIG_ERROR_KEY in result:  # a config that cannot work: one failure, no retry
             error = str(result[CONFIG_ERROR_KEY])
             self._log.append(trial.trial_id, {"event": "end", "state": "failed", "error": error})
-            self._tracker.end_child(self._run_id(trial), "failed", error)
+            self._tracker.end_child(self._run_id(trial), labelled_spec(trial), "failed", error)
             return
         metrics = metrics_of(result)
         step = int(result.get(STEP_KEY, result.get("training_iteration", 0)))
@@ -143,7 +147,8 @@ class StudyCallback(Callback):
             return
         self._log.append(trial.trial_id, {"event": "end", "state": state.value})
         self._log_artifacts(trial)
-        self._tracker.end_child(self._run_id(trial), state.value)
+        last = (trial.last_result or {}).get(STEP_KEY, (trial.last_result or {}).get("training_iteration"))
+        self._tracker.end_child(self._run_id(trial), labelled_spec(trial), state.value, last_step=last)
 
     def _log_artifacts(self, trial) -> None:
         """Files the trial wrote to `trial.artifact_dir()`, logged from the driver."""
@@ -162,4 +167,4 @@ class StudyCallback(Callback):
         error = error_of(trial)
         self._log.append(trial.trial_id, {"event": "end", "state": "failed", "error": error})
         self._log_artifacts(trial)
-        self._tracker.end_child(self._run_id(trial), "failed", error)
+        self._tracker.end_child(self._run_id(trial), labelled_spec(trial), "failed", error)

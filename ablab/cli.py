@@ -25,9 +25,11 @@ EXAMPLES = {
     "report": """examples:
   ablab report quickstart
   ablab report quickstart --out paper/tables""",
-    "status": "examples:\n  ablab status quickstart",
+    "status": "examples:\n  ablab status quickstart\n  ablab status sweeps/quickstart.yaml   # the study a sweep file runs",
     "list": "examples:\n  ablab list\n  ablab list --storage /shared/ablab_results",
-    "ui": "examples:\n  ablab ui quickstart            # MLflow UI on http://127.0.0.1:5000",
+    "ui": """examples:
+  ablab ui quickstart              # MLflow UI on http://127.0.0.1:5000, prints the arms view's URL
+  ablab ui quickstart --port 5001 --open""",
 }
 
 
@@ -59,39 +61,52 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("files", nargs="+", help="sweep files (YAML)")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    rep = add("report", "write report.md, report.html, report.json and plots for a study")
-    rep.add_argument("study", help="study name (or its folder)")
+    rep = add("report", "write the report (md, self-contained html, json, tex, trials.csv, figures) and publish it to MLflow")
+    rep.add_argument("study", help="study name, its folder, or its sweep file")
     rep.add_argument("--out", default=None, help="output folder (default: <study>/report)")
     rep.add_argument("--storage", default=os.environ.get("ABLAB_STORAGE", "ablab_results"), help=storage_help)
+    rep.add_argument("--no-mlflow", action="store_true",
+                     help="do not update the study's MLflow parent run (description, params, report artifacts)")
 
     st = add("status", "trial counts and the state of each trial of a study")
-    st.add_argument("study")
+    st.add_argument("study", help="study name, its folder, or its sweep file")
     st.add_argument("--storage", default=os.environ.get("ABLAB_STORAGE", "ablab_results"), help=storage_help)
 
     ls = add("list", "list the studies in a storage folder")
     ls.add_argument("--storage", default=os.environ.get("ABLAB_STORAGE", "ablab_results"), help=storage_help)
 
-    ui = add("ui", "open the MLflow UI for a study's tracking store, on 127.0.0.1")
-    ui.add_argument("study")
+    ui = add("ui", "serve the MLflow UI for a study's tracking store and print the URL of its runs, grouped by arm")
+    ui.add_argument("study", help="study name, its folder, or its sweep file")
     ui.add_argument("--storage", default=os.environ.get("ABLAB_STORAGE", "ablab_results"), help=storage_help)
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=int, default=5000, help="port to serve on (default: 5000); must be free")
     ui.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1, this machine only)")
+    ui.add_argument("--open", action="store_true", help="also open the URL in a web browser")
     return p
 
 
 def _paths(study: str, storage: str):
+    """A study given by name (in `storage`), by its folder, or by its sweep file."""
     from ablab.records import StudyPaths, read_study_file
 
     candidate = Path(study)
     if (candidate / "study.json").exists():
         paths = StudyPaths(candidate.parent, candidate.name)
-        read_study_file(paths)
+        read_study_file(paths)  # a damaged study.json is one line, not a traceback
         return paths
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        from ablab.yaml_loader import read_yaml
+
+        data = read_yaml(candidate)
+        if isinstance(data.get("name"), str):
+            study, storage = data["name"], str(data.get("storage") or storage)
     paths = StudyPaths(Path(storage), study)
     if not paths.study_file.exists():
         known = sorted(p.parent.name for p in Path(storage).glob("*/study.json"))
-        raise UserError(f"no study named {study!r} in {storage}", key="study", allowed=known or "(none yet)")
-    read_study_file(paths)  # a damaged study.json is one line, not a traceback
+        where = Path(storage).resolve()
+        hint = ("pass --storage FOLDER (the sweep file's `storage:`), the study's folder, or its sweep file"
+                + ("" if Path(storage).is_dir() else f"; {where} does not exist"))
+        raise UserError(f"no study named {study!r} in {where}", key="study", allowed=known or "(none there)", hint=hint)
+    read_study_file(paths)
     return paths
 
 
@@ -148,9 +163,10 @@ def cmd_report(args) -> int:
     from ablab import report as report_mod
 
     paths = _paths(args.study, args.storage)
-    rep, out = report_mod.write(paths, args.out)
+    rep, out = report_mod.write(paths, args.out, publish=not args.no_mlflow)
     print(report_mod.to_markdown(rep))
-    print(f"\nwritten to {out}")
+    print(f"\nwritten to {out}: report.html (self-contained), report.md, report.tex, trials.csv, report.json, "
+          "figures (png, svg, pdf)")
     return 0
 
 
@@ -176,7 +192,7 @@ def cmd_list(args) -> int:
     root = Path(args.storage)
     studies = sorted(root.glob("*/study.json"))
     if not studies:
-        print(f"no studies in {root}")
+        print(f"no studies in {root.resolve()} (another folder: --storage FOLDER, or ABLAB_STORAGE)")
         return 0
     from ablab.records import StudyPaths, load_records
 
@@ -194,18 +210,10 @@ def cmd_list(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    import json
+    from ablab import ui
 
     paths = _paths(args.study, args.storage)
-    uri = json.loads(paths.study_file.read_text())["tracking_uri"]
-    if not uri.startswith("sqlite"):
-        print(f"this study tracks to {uri}: open it there")
-        return 0
-    print(f"MLflow UI for {paths.name} on http://{args.host}:{args.port}  (Ctrl-C to stop)")
-    mlflow = Path(sys.executable).with_name("mlflow")
-    os.execv(str(mlflow), [str(mlflow), "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
-                                    "--workers", "1"])  # one user: 4 workers only slow the start
-    return 0
+    return ui.serve(paths, host=args.host, port=args.port, open_browser=args.open)
 
 
 COMMANDS = {
@@ -214,13 +222,24 @@ COMMANDS = {
 }
 
 
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a tool ended by SIGPIPE (`yes | head`)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ablab.console import quiet_startup_chatter
+
     args = _parser().parse_args(argv)
+    quiet_startup_chatter()
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
         print(exc.message, file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:
+        # The reader (head, less) has gone: end quietly. Python would otherwise print a
+        # second error when it flushes stdout at exit, so stdout now points at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

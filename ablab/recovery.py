@@ -31,9 +31,10 @@ def rebuild_children(tracker: Tracker, parent_id: str, study_name: str, records:
         for step in rec.steps:
             tracker.log_metrics(run_id, rec.history[step], step)
         if rec.state.is_done:
-            tracker.end_child(run_id, rec.state.value, rec.error)
+            tracker.end_child(run_id, spec, rec.state.value, rec.error,
+                              last_step=rec.steps[-1] if rec.steps else None)
         else:
-            tracker.end_child(run_id, "killed")
+            tracker.end_child(run_id, spec, "killed")
         n += 1
     return n
 

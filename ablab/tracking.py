@@ -9,6 +9,7 @@ the driver only, which keeps SQLite's single writer happy.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -24,8 +25,22 @@ TAG_STUDY = "ablab.study"
 TAG_KEY = "ablab.trial_key"
 TAG_STATE = "ablab.state"
 TAG_SELECTED = "ablab.selected"  # true: the trial enters the ablation table (tuned value chosen)
+TAG_VARIANT = "ablab.variant"
+TAG_CONTEXT = "ablab.context"  # the grid point's label
 PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"  # the run's description, rendered as markdown by the UI
 MAX_PARAM_LEN = 6000
+MAX_TAG_LEN = 8000  # MLflow's limit on a tag value
+# Without this tag the MLflow 3 UI opens an experiment in its GenAI view (traces, tokens);
+# "custom_model_development" is the UI's own name for classic model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CLASSIC_ML = "custom_model_development"
+# The UI restores a saved runs view from the experiment tag `mlflow.sharedViewState.<key>`
+# when the URL carries `viewStateShareKey=<key>` (what its "Share" button does).
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+NOT_SELECTED = " (not selected)"
+RUN_NAME_COLUMN = "attributes.`Run Name`"
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `ablab ui` serves by default
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -104,10 +119,13 @@ class Tracker:
             exp = self.client.get_experiment_by_name(self.experiment_name)
             if exp is None:
                 self._experiment_id = self.client.create_experiment(
-                    self.experiment_name, artifact_location=self.artifact_location
+                    self.experiment_name, artifact_location=self.artifact_location,
+                    tags={EXPERIMENT_KIND_TAG: CLASSIC_ML},
                 )
             else:
                 self._experiment_id = exp.experiment_id
+                if EXPERIMENT_KIND_TAG not in exp.tags:  # made by an older ablab, or by hand
+                    self.client.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_ML)
         return self._experiment_id
 
     def start_parent(self, study_name: str, sweep_file: Path, tags: Mapping[str, str]) -> str:
@@ -160,11 +178,11 @@ class Tracker:
         else:
             run = _retry(lambda: self.client.create_run(
                 self.experiment_id,
-                run_name=key,
+                run_name=run_name(spec),
                 tags={
                     PARENT_TAG: parent_id, TAG_STUDY: study_name, TAG_KEY: key,
-                    "ablab.variant": spec["variant"], "ablab.seed": str(spec["seed"]),
-                    "ablab.context": str(spec.get("context_label", "")), TAG_STATE: "running",
+                    TAG_VARIANT: spec["variant"], "ablab.seed": str(spec["seed"]),
+                    TAG_CONTEXT: str(spec.get("context_label", "")), TAG_STATE: "running",
                 },
             ))
             run_id = run.info.run_id
@@ -189,25 +207,134 @@ class Tracker:
         for i in range(0, len(batch), 1000):
             _retry(lambda chunk=batch[i:i + 1000]: self.client.log_batch(run_id, metrics=chunk))
 
-    def end_child(self, run_id: str, state: str, error: str | None = None) -> None:
+    def end_child(self, run_id: str, spec: Mapping[str, Any], state: str, error: str | None = None,
+                  last_step: int | None = None) -> None:
+        # A trial stopped early by the scheduler ran as intended and ended cleanly, so its
+        # status stays FINISHED (KILLED means "interrupted", what a Ctrl-C leaves). What tells
+        # it apart is its name: the name column is always shown, pinned, searchable
+        # (attributes.run_name LIKE '%stopped%') and is the legend of every chart.
         status = {"finished": "FINISHED", "stopped": "FINISHED", "failed": "FAILED"}.get(state, "KILLED")
         tags = {TAG_STATE: state}
         if error:
             tags["ablab.error"] = error[-4000:]
         for k, v in tags.items():
             _retry(lambda k=k, v=v: self.client.set_tag(run_id, k, v))
+        _retry(lambda: self.client.update_run(run_id, status=status, name=run_name(spec, state, last_step)))
         _retry(lambda: self.client.set_terminated(run_id, status=status))
 
     def tag_selected(self, parent_id: str, selected: Mapping[str, bool]) -> None:
-        """`ablab.selected=true|false` on each child whose trial key is in `selected`."""
+        """`ablab.selected=true|false` on each child whose trial key is in `selected`; a child
+        not selected also says so in its name, where the runs list shows it."""
         for run in self.children(parent_id):
             key = run.data.tags.get(TAG_KEY)
             value = None if key not in selected else ("true" if selected[key] else "false")
             if value is not None and run.data.tags.get(TAG_SELECTED) != value:
                 _retry(lambda r=run.info.run_id, v=value: self.client.set_tag(r, TAG_SELECTED, v))
+            name = run.info.run_name or ""
+            if value == "false" and not name.endswith(NOT_SELECTED):
+                _retry(lambda r=run.info.run_id, n=name: self.client.update_run(r, name=n + NOT_SELECTED))
+
+    # --------------------------------------------------------------- the study
+    def save_view(self, parent_id: str, view: Mapping[str, Any]) -> None:
+        _retry(lambda: self.client.set_experiment_tag(
+            self.experiment_id, SHARED_VIEW_TAG + view_key(parent_id), json.dumps(view)[:MAX_TAG_LEN]))
+
+    def publish(self, parent_id: str, description: str, params: Mapping[str, Any], tags: Mapping[str, str],
+                artifacts: Path | None, view: Mapping[str, Any]) -> None:
+        """The parent run becomes the study: its description, settings, tags and report,
+        and the experiment's saved runs view (see `runs_view`)."""
+        from mlflow.entities import Param, RunTag
+
+        existing = self.client.get_run(parent_id).data.params
+        # Params are write-once in MLflow: a study published again keeps its first values.
+        new = [Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in sorted(params.items()) if k not in existing]
+        run_tags = [RunTag(NOTE_TAG, description[:MAX_TAG_LEN])] + [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, max(len(new), 1), 100):
+            _retry(lambda chunk=new[i:i + 100]: self.client.log_batch(parent_id, params=chunk, tags=run_tags if i == 0 else []))
+        if artifacts is not None:
+            _retry(lambda: self.client.log_artifacts(parent_id, str(artifacts), artifact_path="report"))
+        self.save_view(parent_id, view)
 
     def end_parent(self, run_id: str, status: str) -> None:
         _retry(lambda: self.client.set_terminated(run_id, status=status))
+
+
+def run_name(spec: Mapping[str, Any], state: str | None = None, last_step: int | None = None,
+             selected: bool | None = None) -> str:
+    """`variant | seed=N` (the grid point first when there is a grid: `context_label`, as
+    ablab.expand writes it), and why the trial is not in the means when it is not: stopped
+    early, failed, or a tuned value not selected."""
+    label = spec.get("context_label") or "all"
+    tuned = ", ".join(f"{k}={v}" for k, v in (spec.get("tune") or {}).items())  # a tuned value tried
+    parts = ([label] if label != "all" else []) + [spec["variant"]] + ([tuned] if tuned else []) + [f"seed={spec['seed']}"]
+    name = " | ".join(parts)
+    if state == "stopped":
+        name += " (stopped" + (f" at step {last_step})" if last_step is not None else ")")
+    elif state == "failed":
+        name += " (failed)"
+    elif selected is False:
+        name += NOT_SELECTED
+    return name
+
+
+def runs_view(parent_id: str, columns: list[str], group_by_tags: tuple[str, ...] = (TAG_VARIANT,)) -> dict[str, Any]:
+    """A runs view for the MLflow 3 UI: the study's children, grouped by arm (a mean curve
+    with a band per arm in the charts), the given columns shown, every run in the charts.
+
+    The fields are those of the UI's own saved view state: the URL keys (searchFilter,
+    orderByKey, orderByAsc) and the view keys (selectedColumns, groupBy, runsHiddenMode...).
+    Column names are canonical keys: params.`model.width`, metrics.`val/acc`, tags.`x`.
+    """
+    return {
+        "searchFilter": f"tags.`{PARENT_TAG}` = '{parent_id}'",
+        "orderByKey": "attributes.start_time",  # grid order: the baseline first
+        "orderByAsc": True,
+        "selectedColumns": columns,
+        # the run name column wide enough for "variant | seed=N (stopped at step S)"; the
+        # UI applies widths only together with an order, so the order lists every column
+        "columnOrder": [RUN_NAME_COLUMN, "runDateAndNestInfo", "duration", *columns],
+        "columnWidths": {RUN_NAME_COLUMN: 320},
+        "groupBy": {"aggregateFunction": "average",
+                    "groupByKeys": [{"mode": "tag", "groupByData": tag} for tag in group_by_tags]},
+        "runsHiddenMode": "SHOW_ALL",
+        "useGroupedValuesInCharts": True,
+        "hideEmptyCharts": True,
+    }
+
+
+def ablated_params(study) -> list[str]:
+    """The config keys the arms and the grid change: the columns worth comparing."""
+    keys: dict[str, None] = {}
+    for a in study.ablations:
+        for v in [a.baseline, *a.replacements]:
+            keys.update(dict.fromkeys(v if isinstance(v, dict) else [a.part]))
+    keys.update(dict.fromkeys(study.grid))
+    return list(keys)
+
+
+def arms_view(study, parent_id: str) -> dict[str, Any]:
+    """The study's runs view: ablated params, the report's metrics and the trial state as columns."""
+    metrics = list(dict.fromkeys([*study.report_metrics, study.metric]))
+    columns = ([f"params.`{p}`" for p in ablated_params(study)] + [f"metrics.`{m}`" for m in metrics]
+               + [f"tags.`{TAG_STATE}`"])
+    # an arm is a variant at a grid point: grouped by both when the study has both
+    groups = ((TAG_CONTEXT,) if study.grid else ()) + ((TAG_VARIANT,) if study.ablations else ())
+    return runs_view(parent_id, columns, groups or (TAG_VARIANT,))
+
+
+def view_key(parent_id: str) -> str:
+    """One saved view per study: several studies may share an experiment."""
+    return f"ablab-{parent_id}"
+
+
+def runs_url(base: str, experiment_id: str, parent_id: str, search: str | None = None) -> str:
+    """The experiment's runs page: the study's saved arms view, or the runs matching `search`."""
+    from urllib.parse import urlencode
+
+    query = {"searchFilter": search} if search else {"viewStateShareKey": view_key(parent_id)}
+    # the UI's own switch between its GenAI and its model-training pages
+    query["workflowType"] = "machine_learning"
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(query)}"
 
 
 def _quote(value: str) -> str:
