@@ -8,39 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ablab import trial
-from core.reasoning.experiment import ExperimentConfig, run
+from core.reasoning.experiment import METRICS, ExperimentConfig, run
 
-METRICS = {
-    # the generator's samples of the training problems (k = all samples of a problem)
-    "data/coverage": "max",
-    "data/diversity": "max",
-    "data/fpr": "min",
-    "data/samples": "max",
-    "data/samples_per_problem": "max",
-    "data/correct": "max",
-    "data/tokens": "min",
-    "data/tokens_per_s": "max",
-    "data/tokens_estimated": "min",  # 1: a server gave no token counts, data/tokens is an estimate
-    # the kept set
-    "filter/kept": "max",
-    "filter/kept_frac": "max",
-    "filter/coverage": "max",
-    "filter/diversity": "max",
-    "filter/fpr": "min",
-    "filter/precision": "max",
-    "filter/recall": "max",
-    # the student
-    "train/loss": "min",
-    "time/train_s": "min",
-    "val/pass_at_1": "max",
-    "val/best_pass_at_1": "max",
-    "test/pass_at_1": "max",
-    "test/pass_at_1_sampled": "max",
-    "test/maj_at_1": "max",
-    "test/maj_at_4": "max",
-    "test/maj_at_8": "max",
-    "test/maj_at_16": "max",
-}
+__all__ = ["METRICS", "Config", "train"]
 
 
 @dataclass(frozen=True)

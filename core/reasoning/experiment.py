@@ -48,6 +48,40 @@ Stage = Callable[[str, object, Callable[[Path], None]], Path]
 SEEDED_PARTS = ("sampling", "rm", "sft", "eval")
 
 
+# Every metric a trial reports, with its direction (the platform checks sweep files against it).
+METRICS: dict[str, str] = {
+    # the generator's samples of the training problems (k = all samples of a problem)
+    "data/coverage": "max",
+    "data/diversity": "max",
+    "data/fpr": "min",
+    "data/samples": "max",
+    "data/samples_per_problem": "max",
+    "data/correct": "max",
+    "data/tokens": "min",
+    "data/tokens_per_s": "max",
+    "data/tokens_estimated": "min",  # 1: a server gave no token counts, data/tokens is an estimate
+    # the kept set
+    "filter/kept": "max",
+    "filter/kept_frac": "max",
+    "filter/coverage": "max",
+    "filter/diversity": "max",
+    "filter/fpr": "min",
+    "filter/precision": "max",
+    "filter/recall": "max",
+    # the student
+    "train/loss": "min",
+    "time/train_s": "min",
+    "val/pass_at_1": "max",
+    "val/best_pass_at_1": "max",
+    "test/pass_at_1": "max",
+    "test/pass_at_1_sampled": "max",
+    "test/maj_at_1": "max",
+    "test/maj_at_4": "max",
+    "test/maj_at_8": "max",
+    "test/maj_at_16": "max",
+}
+
+
 @dataclass(frozen=True)
 class ModelsConfig:
     """Real models instead of the zoo: any Hugging Face causal-LM directory as the weak-cheap

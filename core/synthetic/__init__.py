@@ -1,0 +1,1 @@
+"""A model-free learning curve with a known effect structure (tests and benchmarks)."""
