@@ -79,7 +79,8 @@ def load_study_of(paths: StudyPaths) -> Study:
 
 
 def directions(study: Study) -> dict[str, str]:
-    """max|min per metric, as the trainable declares them (the study's mode as fallback)."""
+    """max|min per metric, as the trainable declares them now: only for a study folder that
+    predates `directions` in study.json (the study's mode is the fallback after that)."""
     try:
         from ablab import registry
 
@@ -123,12 +124,15 @@ def select(study: Study, records: list[TrialRecord]) -> dict[str, bool]:
 
 
 def build(paths: StudyPaths) -> Report:
+    from ablab.records import directions as saved_directions
+
     study = load_study_of(paths)
-    return analyse(study, planned(study, load_records(paths), paths))
+    return analyse(study, planned(study, load_records(paths), paths), saved_directions(paths) or None)
 
 
-def analyse(study: Study, records: list[TrialRecord]) -> Report:
-    direction = directions(study)
+def analyse(study: Study, records: list[TrialRecord], direction: dict[str, str] | None = None) -> Report:
+    """`direction`: max|min per metric as saved at prepare time (study.json); else the trainable's."""
+    direction = direction if direction is not None else directions(study)
     chosen = select(study, records)
     alpha = 1 - study.stats.confidence
     by_arm: dict[tuple[str, str], list[TrialRecord]] = defaultdict(list)
