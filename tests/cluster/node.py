@@ -1,0 +1,185 @@
+"""A cluster "node" on this machine: a throw-away non-root user reached over an sshd of our own.
+
+Ray's launcher runs `ray stop` on every node, which kills every Ray process its user may
+kill. Other Ray instances may run on this machine as root, so the node's user is a fresh
+unprivileged one: its `ray stop` can only reach its own processes. Everything started here
+is stopped by process id.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+# sshd for the node, rsync for Ray's file_mounts, nc to reach sshd on its own port
+# (Ray's auth section has no port: an ssh ProxyCommand carries it).
+DEBIAN_PACKAGES = {"/usr/sbin/sshd": "openssh-server", "/usr/bin/rsync": "rsync", "/usr/bin/nc": "netcat-openbsd"}
+
+
+def ensure_debian_packages() -> None:
+    missing = sorted({pkg for binary, pkg in DEBIAN_PACKAGES.items() if not Path(binary).exists()})
+    if not missing:
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+@dataclass(frozen=True)
+class NodeUser:
+    name: str
+    """login name of the throw-away user"""
+    home: Path
+    """its home directory (the synced tree goes to home/ablab)"""
+    uid: int
+    """its user id: every process it owns is ours to stop"""
+
+
+def pip_config_for_node() -> str:
+    """This machine's pip settings as a pip.conf, for a user who would not see them.
+
+    Some of them live in the invoking user's own config file or environment (local mirrors,
+    wheel folders); a node configured like this machine finds the same local wheels.
+    """
+    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
+                         text=True, check=True).stdout
+    settings = {}  # later lines (the environment) win, as they do for pip
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        section, _, name = key.partition(".")
+        if section in ("global", ":env:", "install") and name and name != "constraint":
+            settings[name] = value.strip("'\"")
+    return "[global]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+
+
+@contextmanager
+def throwaway_user(prefix: str = "ablabnode") -> Iterator[NodeUser]:
+    name = f"{prefix}{secrets.token_hex(3)}"
+    # '*': no password, but not a locked account (sshd refuses locked ones)
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--password", "*", name], check=True)
+    entry = pwd.getpwnam(name)
+    user = NodeUser(name, Path(entry.pw_dir), entry.pw_uid)
+    try:
+        yield user
+    finally:
+        stop_processes_of(user.uid)
+        subprocess.run(["userdel", "--remove", name], check=False, stderr=subprocess.DEVNULL)
+
+
+def pids_of(uid: int) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and proc.stat().st_uid == uid:
+                pids.append(int(proc.name))
+        except FileNotFoundError:
+            pass
+    return pids
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def stop_processes_of(uid: int, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, each process of `uid`, by pid (the user is ours alone)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids_of(uid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + grace
+        while pids_of(uid) and time.time() < deadline:
+            time.sleep(0.2)
+
+
+def listening(address: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((address, port)) == 0
+
+
+def give(path: Path, user: NodeUser, mode: int) -> None:
+    os.chown(path, user.uid, pwd.getpwnam(user.name).pw_gid)
+    path.chmod(mode)
+
+
+def authorize_key(user: NodeUser, workdir: Path) -> Path:
+    """A fresh ed25519 key pair; the public half in the user's authorized_keys. Returns the private key."""
+    key = workdir / "node_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    ssh_dir = user.home / ".ssh"
+    ssh_dir.mkdir(exist_ok=True)
+    authorized = ssh_dir / "authorized_keys"
+    authorized.write_text(key.with_suffix(".pub").read_text())
+    give(ssh_dir, user, 0o700)
+    give(authorized, user, 0o600)
+    return key
+
+
+@contextmanager
+def sshd(user: NodeUser, address: str, port: int, workdir: Path) -> Iterator[None]:
+    """An sshd of our own on address:port that lets only `user` in, with keys only."""
+    host_key = workdir / "host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
+    config = workdir / "sshd_config"
+    config.write_text(f"""\
+Port {port}
+ListenAddress {address}
+HostKey {host_key}
+PidFile {workdir / "sshd.pid"}
+AllowUsers {user.name}
+AuthorizedKeysFile .ssh/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin no
+MaxSessions 50
+MaxStartups 50
+""")
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+    log = (workdir / "sshd.log").open("w")
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+    try:
+        deadline = time.time() + 30
+        while not listening(address, port):
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"sshd did not start: {(workdir / 'sshd.log').read_text()}")
+            time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()  # exactly the sshd we started; its session children belong to the user
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def shared_folder(user: NodeUser) -> Path:
+    """A local folder standing in for the NFS export, writable by the node's user."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="ablab-shared-"))
+    give(path, user, 0o755)
+    return path
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
