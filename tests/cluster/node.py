@@ -108,6 +108,16 @@ def stop_processes_of(uid: int, grace: float = 10.0) -> None:
             time.sleep(0.2)
 
 
+def answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def listening(address: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
@@ -134,7 +144,14 @@ def authorize_key(user: NodeUser, workdir: Path) -> Path:
 
 @contextmanager
 def sshd(user: NodeUser, address: str, port: int, workdir: Path) -> Iterator[None]:
-    """An sshd of our own on address:port that lets only `user` in, with keys only."""
+    """An sshd of our own on address:port that lets only `user` in, with keys only.
+
+    The node gets its own temporary folder, as a machine of its own would: Ray keeps its
+    sessions and the address of "the" local cluster under $TMPDIR/ray.
+    """
+    tmp = user.home / "tmp"
+    tmp.mkdir(exist_ok=True)
+    give(tmp, user, 0o700)
     host_key = workdir / "host_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
     config = workdir / "sshd_config"
@@ -152,6 +169,7 @@ UsePAM no
 PermitRootLogin no
 MaxSessions 50
 MaxStartups 50
+SetEnv TMPDIR={tmp}
 """)
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
     log = (workdir / "sshd.log").open("w")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -30,7 +31,9 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="creates a user and runs sshd: needs root"),
 ]
 
-HEAD = "127.0.0.1"
+# A loopback address of the test's own: Ray swaps 127.0.0.1 for the machine's network
+# address, and other Ray instances on this machine use the usual ports there.
+HEAD = f"127.{secrets.randbelow(200) + 20}.{secrets.randbelow(250)}.{secrets.randbelow(250) + 2}"
 
 
 def derive_config(shipped: dict, *, user: node.NodeUser, key: Path, ssh_port: int, shared: Path,
@@ -102,10 +105,10 @@ def test_ray_up_submit_and_down_on_this_machine(tmp_path):
                         cwd=REPO, stdout=log.open("a"), stderr=subprocess.STDOUT)
                     try:
                         address = f"http://127.0.0.1:{forwarded}"
-                        deadline = time.time() + 120
-                        while not node.listening("127.0.0.1", forwarded):
+                        deadline = time.time() + 180
+                        while not node.answers(address + "/api/version"):
                             assert time.time() < deadline and dashboard.poll() is None, tail(log)
-                            time.sleep(1)
+                            time.sleep(2)
                         start = time.time()
                         submit = launcher(
                             "job", "submit", "--address", address, "--working-dir", ".", "--",
@@ -139,7 +142,7 @@ def test_ray_up_submit_and_down_on_this_machine(tmp_path):
                     assert (shared / "mlflow.db").is_file() and not (study_dir / "mlflow.db").exists()
                 finally:
                     start = time.time()
-                    down = launcher("down", "-y", "--no-config-cache", str(cfg_file), log=log, timeout=600)
+                    down = launcher("down", "-y", str(cfg_file), log=log, timeout=600)
                     timings["ray down"] = time.time() - start
                 assert down.returncode == 0, f"ray down failed:\n{tail(log)}"
                 ray_left = [cmd for cmd in map(node.cmdline, node.pids_of(user.uid))
@@ -147,4 +150,6 @@ def test_ray_up_submit_and_down_on_this_machine(tmp_path):
                 assert not ray_left, f"ray down left Ray running on the node: {ray_left}"
         finally:
             node.remove_tree(shared)
+            for state in Path("/tmp/ray").glob(f"cluster-ablab-{user.name}.*"):
+                state.unlink()  # the launcher's own record of this cluster
     print("launcher timings (s):", {k: round(v) for k, v in timings.items()})
