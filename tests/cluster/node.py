@@ -143,23 +143,25 @@ def authorize_key(user: NodeUser, workdir: Path) -> Path:
 
 
 @contextmanager
-def sshd(user: NodeUser, address: str, port: int, workdir: Path) -> Iterator[None]:
+def sshd(user: NodeUser, address: str, port: int, workdir: Path, namespace: str | None = None) -> Iterator[None]:
     """An sshd of our own on address:port that lets only `user` in, with keys only.
 
     The node gets its own temporary folder, as a machine of its own would: Ray keeps its
-    sessions and the address of "the" local cluster under $TMPDIR/ray.
+    sessions and the address of "the" local cluster under $TMPDIR/ray. In `namespace`, the
+    sshd also gets a process table of its own, so the node's `ray stop` sees only its processes.
     """
-    tmp = user.home / "tmp"
+    node = namespace or "head"
+    tmp = user.home / f"tmp-{node}"
     tmp.mkdir(exist_ok=True)
     give(tmp, user, 0o700)
-    host_key = workdir / "host_key"
+    host_key = workdir / f"host_key_{node}"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
-    config = workdir / "sshd_config"
+    config = workdir / f"sshd_config_{node}"
     config.write_text(f"""\
 Port {port}
 ListenAddress {address}
 HostKey {host_key}
-PidFile {workdir / "sshd.pid"}
+PidFile none
 AllowUsers {user.name}
 AuthorizedKeysFile .ssh/authorized_keys
 PubkeyAuthentication yes
@@ -172,22 +174,42 @@ MaxStartups 50
 SetEnv TMPDIR={tmp}
 """)
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
-    log = (workdir / "sshd.log").open("w")
-    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+    prefix = ["ip", "netns", "exec", namespace, "unshare", "--pid", "--fork", "--mount-proc"] if namespace else []
+    log_path = workdir / f"sshd_{node}.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen([*prefix, "/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
     try:
         deadline = time.time() + 30
         while not listening(address, port):
             if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"sshd did not start: {(workdir / 'sshd.log').read_text()}")
+                raise RuntimeError(f"sshd did not start: {log_path.read_text()}")
             time.sleep(0.2)
         yield
     finally:
-        proc.terminate()  # exactly the sshd we started; its session children belong to the user
+        # exactly the sshd we started: in a PID namespace, unshare's child is its first
+        # process, and the kernel ends the namespace's other processes with it
+        targets = children(proc.pid) if namespace else [proc.pid]
+        for pid in targets:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=10)
         log.close()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            pass
+    return found
 
 
 def shared_folder(user: NodeUser) -> Path:
@@ -201,3 +223,36 @@ def shared_folder(user: NodeUser) -> Path:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Link:
+    namespace: str
+    """the network namespace the worker lives in"""
+    here: str
+    """this end's address (the head's), in the root namespace"""
+    there: str
+    """the other end's address (the worker's), inside the namespace"""
+
+
+@contextmanager
+def namespace_link() -> Iterator[Link]:
+    """A network namespace of our own, joined to this one by a veth pair with a /30 of its own."""
+    tag = secrets.token_hex(3)
+    ns, outer, inner = f"ablab{tag}", f"ab{tag}h", f"ab{tag}w"
+    net = f"10.{secrets.randbelow(200) + 50}.{secrets.randbelow(250)}"
+    link = Link(ns, f"{net}.1", f"{net}.2")
+    run = lambda *args: subprocess.run(["ip", *args], check=True)  # noqa: E731
+    run("netns", "add", ns)
+    try:
+        run("link", "add", outer, "type", "veth", "peer", "name", inner)
+        run("link", "set", inner, "netns", ns)
+        run("addr", "add", f"{link.here}/30", "dev", outer)
+        run("link", "set", outer, "up")
+        run("netns", "exec", ns, "ip", "addr", "add", f"{link.there}/30", "dev", inner)
+        run("netns", "exec", ns, "ip", "link", "set", inner, "up")
+        run("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        yield link
+    finally:
+        subprocess.run(["ip", "link", "del", outer], check=False, stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
