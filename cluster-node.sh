@@ -37,7 +37,9 @@ head)
         > ~/mlflow.log 2>&1 < /dev/null &
     echo $! > ~/mlflow.pid
     # Jobs inherit ray start's environment: where results go, which MLflow, which ablab.
-    ABLAB_STORAGE="$shared/ablab_results" MLFLOW_TRACKING_URI="http://$node_ip:$mlflow_port" \
+    # The autoscaler is Ray's v1: v2 (the launcher's default since Ray 2.50) never starts
+    # the local provider's workers (the head's own state file lists the head as terminated).
+    RAY_enable_autoscaler_v2=0 ABLAB_STORAGE="$shared/ablab_results" MLFLOW_TRACKING_URI="http://$node_ip:$mlflow_port" \
     PATH="$here/.venv/bin:$PATH" \
         .venv/bin/ray start --head --node-ip-address="$node_ip" --port="$ray_port" \
         --dashboard-host=127.0.0.1 --dashboard-port="$dashboard_port" \
