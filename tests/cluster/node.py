@@ -148,7 +148,9 @@ def sshd(user: NodeUser, address: str, port: int, workdir: Path, namespace: str 
 
     The node gets its own temporary folder, as a machine of its own would: Ray keeps its
     sessions and the address of "the" local cluster under $TMPDIR/ray. In `namespace`, the
-    sshd also gets a process table of its own, so the node's `ray stop` sees only its processes.
+    sshd also gets a process table of its own, so the node's `ray stop` sees only its
+    processes, and listens on port 22 as well: the head's autoscaler reaches workers there
+    (Ray drops `ssh_proxy_command` from the config it hands to the head).
     """
     node = namespace or "head"
     tmp = user.home / f"tmp-{node}"
@@ -157,9 +159,10 @@ def sshd(user: NodeUser, address: str, port: int, workdir: Path, namespace: str 
     host_key = workdir / f"host_key_{node}"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
     config = workdir / f"sshd_config_{node}"
+    extra_port = "Port 22\n" if namespace else ""
     config.write_text(f"""\
 Port {port}
-ListenAddress {address}
+{extra_port}ListenAddress {address}
 HostKey {host_key}
 PidFile none
 AllowUsers {user.name}
