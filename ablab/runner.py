@@ -58,6 +58,8 @@ class Prepared:
     """metric -> max | min, as the trainable declares them."""
     report_changes: tuple[str, ...] = ()
     """Report-only settings that differ from the study's previous run."""
+    launch_dir: str = ""
+    """The folder the driver started in, re-entered by name before Tune runs ("" = stay)."""
 
 
 def prepare(file: str, overrides=(), resume: bool = False, yes: bool = False) -> Prepared:
@@ -270,6 +272,11 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None, co
         # no reason to be reachable from the network. Ray reads this when it is imported,
         # and then takes the loopback address as the node's address.
         os.environ.setdefault(LOCAL_ONLY_ENV, "0")
+    # Under `ray job submit --working-dir`, the driver's folder is the job's unpacked
+    # working_dir, which Ray replaces with a fresh copy when the job's workers start on this
+    # node: the driver is left in a deleted folder. The sweep file's path is resolved before
+    # Ray starts, and the driver re-enters its folder by name before Tune runs.
+    prep = dataclasses.replace(prep, file=str(Path(prep.file).resolve()), launch_dir=os.getcwd())
     check_before_start(prep, address)
     lock = lock_mod.acquire(prep.paths, command)
     if not prep.resuming and prep.paths.study_file.exists():
@@ -375,6 +382,8 @@ def _fit(prep: Prepared, tracker: Tracker, parent_id: str, todo: list[TrialSpec]
             verbose=0,
         ),
     )
+    if prep.launch_dir:
+        os.chdir(prep.launch_dir)
     try:
         tuner.fit()
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -170,6 +171,9 @@ def test_ray_up_submit_and_down_on_this_machine(tmp_path):
                             if "raylet" in cmd or "gcs_server" in cmd]
                 assert not ray_left, f"ray down left Ray running: {ray_left}"
         finally:
+            for logs in user.home.glob("tmp-*/ray/session_latest/logs"):  # each node's, for a failure's reader
+                shutil.copytree(logs, tmp_path / f"logs-{logs.parents[2].name}", dirs_exist_ok=True,
+                                ignore_dangling_symlinks=True)
             node.remove_tree(shared)
             for state in Path("/tmp/ray").glob(f"cluster-ablab-{user.name}.*"):
                 state.unlink()  # the launcher's own record of this cluster
