@@ -77,13 +77,14 @@ def wait_for(what: str, ready, timeout: float, log: Path) -> None:
         time.sleep(2)
 
 
-def alive_nodes(address: str) -> set[str]:
+def alive_nodes(address: str) -> dict[str, str]:
+    """node IP -> Ray node id of every live node."""
     from ray.util.state import list_nodes
 
     try:
-        return {n.node_ip for n in list_nodes(address=address, filters=[("state", "=", "ALIVE")])}
+        return {n.node_ip: n.node_id for n in list_nodes(address=address, filters=[("state", "=", "ALIVE")])}
     except Exception:  # the state API answers only once the head is fully up
-        return set()
+        return {}
 
 
 def test_ray_up_submit_and_down_on_this_machine(tmp_path):
@@ -124,7 +125,8 @@ def test_ray_up_submit_and_down_on_this_machine(tmp_path):
                     wait_for("the dashboard through `ray dashboard`", lambda: node.answers(address + "/api/version"),
                              180, log)
                     # the head's autoscaler starts the worker after `ray up` returns
-                    wait_for("the worker joining", lambda: alive_nodes(address) == {head, worker}, 900, log)
+                    wait_for("the worker joining", lambda: set(alive_nodes(address)) == {head, worker}, 900, log)
+                    node_ids = set(alive_nodes(address).values())
                     timings["worker up"] = time.time() - start
                     start = time.time()
                     submit = launcher(
@@ -162,9 +164,8 @@ def test_ray_up_submit_and_down_on_this_machine(tmp_path):
                 assert len(records) == 7
                 assert (study_dir / "report" / "report.md").is_file()
                 assert (shared / "mlflow.db").is_file() and not (study_dir / "mlflow.db").exists()
-                nodes = {json.loads(line).get("node") for r in records for line in r.read_text().splitlines()
-                         if json.loads(line).get("event") == "start"}
-                assert nodes == {head, worker}
+                events = [json.loads(line) for r in records for line in r.read_text().splitlines()]
+                assert {e["node"] for e in events if e["event"] == "result"} == node_ids
 
                 assert down.returncode == 0, f"ray down failed:\n{tail(log)}"
                 ray_left = [cmd for cmd in map(node.cmdline, node.pids_of(user.uid))
