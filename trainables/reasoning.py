@@ -14,6 +14,7 @@ METRICS = {
     # the generator's samples of the training problems (k = all samples of a problem)
     "data/coverage": "max",
     "data/diversity": "max",
+    "data/diversity_valid": "max",  # unique valid solutions (process-correct where labelled)
     "data/fpr": "min",
     "data/samples": "max",
     "data/samples_per_problem": "max",
@@ -26,6 +27,7 @@ METRICS = {
     "filter/kept_frac": "max",
     "filter/coverage": "max",
     "filter/diversity": "max",
+    "filter/diversity_valid": "max",
     "filter/fpr": "min",
     "filter/precision": "max",
     "filter/recall": "max",
@@ -34,6 +36,9 @@ METRICS = {
     "time/train_s": "min",
     "val/pass_at_1": "max",
     "val/best_pass_at_1": "max",
+    "val/checkpoint_pass_at_1": "max",  # the student's starting checkpoint, before SFT
+    "sft/beat_checkpoint": "max",  # 1: the fine-tuned student beat its checkpoint on val
+    "sft/best_step": "max",  # the SFT step of the student (0: none, the checkpoint)
     "test/pass_at_1": "max",
     "test/pass_at_1_sampled": "max",
     "test/maj_at_1": "max",
