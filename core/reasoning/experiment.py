@@ -177,14 +177,13 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
         checkpoint = pass_at_1_greedy(model, tok, task, val, cfg.sft.max_new_tokens)
         yield 0, _reported({**data, "val/pass_at_1": checkpoint,
                             "val/checkpoint_pass_at_1": checkpoint}, len(val)), \
-            {**runner.state_dict(), "checkpoint_pass_at_1": checkpoint}
+            _state(runner, checkpoint)
     if not examples:
         log("[experiment] the filter kept nothing: no student, the zoo checkpoint is tested")
         runner.done = True
     for m in runner.train():
         m = {k: v for k, v in m.items() if k != "step"} | {"val/checkpoint_pass_at_1": checkpoint}
-        yield runner.step, _reported(m, len(val)), \
-            {**runner.state_dict(), "checkpoint_pass_at_1": checkpoint}
+        yield runner.step, _reported(m, len(val)), _state(runner, checkpoint)
 
     # 6. test evaluation of the best fine-tuned student -------------------------------------
     best = runner.best_model()
@@ -194,8 +193,12 @@ def run(cfg: ExperimentConfig, stage: Stage, state: dict | None = None,
     if not final["sft/beat_checkpoint"]:
         log(f"[experiment] fine-tuning never beat the checkpoint on validation "
             f"({final['val/best_pass_at_1']:.3f} <= {checkpoint:.3f})")
-    yield runner.step + 1, _reported(final, len(val)), \
-        {**runner.state_dict(), "checkpoint_pass_at_1": checkpoint}
+    yield runner.step + 1, _reported(final, len(val)), _state(runner, checkpoint)
+
+
+def _state(runner: SFTRunner, checkpoint: float) -> dict:
+    """What resumes the trial: the SFT run and the checkpoint's validation pass@1."""
+    return {**runner.state_dict(), "checkpoint_pass_at_1": checkpoint}
 
 
 def student_metrics(runner: SFTRunner, checkpoint: float) -> dict[str, float]:
