@@ -1,15 +1,22 @@
 """Filters applied to sampled solutions before fine-tuning: ``FilterConfig.method``
-(``filter.method`` in a sweep file) in {final_answer, process, orm, none}.
+(``filter.method`` in a sweep file) in {final_answer, process, process_oracle, calculator,
+orm, none}.
 
 Every filter maps (problems, samples per problem) to keep flags per sample:
 
 - ``final_answer`` (the baseline of Bansal et al.): keep a solution whose final answer
   equals the gold one.
-- ``process``: keep a solution whose final answer is correct *and* whose PRM step scores,
-  aggregated by ``min`` (every step), ``last`` (the last step) or ``product``, reach
-  ``threshold``. With the exact step checker as PRM and ``min``, it keeps exactly the
-  process-correct solutions. The final-answer check is part of it so that the two filters
-  differ only in what process supervision adds.
+- ``process``: keep a solution whose final answer is correct *and* whose step scores from
+  a *learned* process reward model (trained on step labels of problems disjoint from the
+  filtered ones), aggregated by ``min`` (every step), ``last`` (the last step) or
+  ``product``, reach ``threshold``. The final-answer check is part of it so that the two
+  filters differ only in what process supervision adds.
+- ``process_oracle``: the same with the task's exact step checker in place of the PRM.
+  Its step labels are the ones that define a false positive, so its FPR is 0 by
+  construction: it is an *upper bound* on what a process filter can do, not a method.
+- ``calculator``: GSM8K's calculator check as the step checker (every ``<<expr=value>>``
+  a kept solution writes evaluates to its value, :mod:`core.reasoning.calculator`) with a
+  correct final answer. A proxy of process correctness, usable on GSM8K-format data.
 - ``orm``: an outcome reward model scores each solution (it never sees the gold answer);
   keep the ``top_k`` highest per problem (``top_k > 0``) or all scores >= ``threshold``.
 - ``none``: keep everything (the REMOVE ablation of the filter).
@@ -21,10 +28,10 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
 
-from core.reasoning.rewards import ORM, PRM, ExactStepPRM
+from core.reasoning.rewards import ORM, PRM, StepCheckerPRM
 from core.reasoning.tasks import Problem, Task
 
-Method = Literal["final_answer", "process", "orm", "none"]
+Method = Literal["final_answer", "process", "process_oracle", "calculator", "orm", "none"]
 Aggregation = Literal["min", "last", "product"]
 
 AGGREGATE: dict[Aggregation, Callable[[Sequence[float]], float]] = {
@@ -33,36 +40,34 @@ AGGREGATE: dict[Aggregation, Callable[[Sequence[float]], float]] = {
     "product": math.prod,
 }
 
+# the filters that score steps with the task's own checker, not a learned model
+STEP_CHECKERS: tuple[Method, ...] = ("process_oracle", "calculator")
+
 
 @dataclass(frozen=True)
 class FilterConfig:
     """Which filter, and its knobs."""
 
     method: Method = "final_answer"
-    """final_answer (baseline), process (PRM), orm (outcome reward model), none."""
-    prm: Literal["exact", "learned"] = "exact"
-    """process filter: the task's exact step checker, or a learned PRM."""
+    """final_answer (baseline), process (learned PRM), process_oracle (the exact step
+    checker: an upper bound), calculator (GSM8K's calculator check), orm (outcome reward
+    model), none."""
     aggregation: Aggregation = "min"
-    """process filter: how step scores make one score."""
+    """process filters: how step scores make one score."""
     threshold: float = 0.5
-    """process filter: minimum aggregated score; orm filter: minimum score when top_k = 0."""
+    """process filters: minimum aggregated score; orm filter: minimum score when top_k = 0."""
     top_k: int = 0
     """orm filter: keep the k best solutions per problem; 0 = use the threshold."""
 
     @property
     def learned_verifier(self) -> Literal["prm", "orm"] | None:
         """The verifier to train on the generator's samples before filtering, if any."""
-        if self.method == "orm":
-            return "orm"
-        if self.method == "process" and self.prm == "learned":
-            return "prm"
-        return None
+        return {"orm": "orm", "process": "prm"}.get(self.method)
 
     @property
     def needs_step_labels(self) -> bool:
-        """Both PRMs need exact step labels: the step checker is one, the learned PRM is
-        trained on them."""
-        return self.method == "process"
+        """The step checkers score with step labels, the learned PRM is trained on them."""
+        return self.method == "process" or self.method in STEP_CHECKERS
 
 
 def aggregate(scores: Sequence[float], how: Aggregation) -> float:
@@ -90,8 +95,8 @@ def apply_filter(
         keep = [True] * len(flat_t)
     elif cfg.method == "final_answer":
         keep = [task.is_correct(p, t) for p, t in zip(flat_p, flat_t)]
-    elif cfg.method == "process":
-        prm = verifier if cfg.prm == "learned" else ExactStepPRM(task)
+    elif cfg.method == "process" or cfg.method in STEP_CHECKERS:
+        prm = verifier if cfg.method == "process" else StepCheckerPRM(task)
         step_scores = prm.step_scores(flat_p, flat_t)
         keep = [task.is_correct(p, t) and aggregate(s, cfg.aggregation) >= cfg.threshold
                 for p, t, s in zip(flat_p, flat_t, step_scores)]

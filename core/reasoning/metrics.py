@@ -11,12 +11,17 @@ Definitions (``k`` counts the first k samples of each problem, in sampling order
   to one space. (On the procedural task every fully correct chain is the same text, so
   diversity there counts the distinct *ways of reaching* the right answer, including
   wrong-step ones; it is 1 for a problem solved only by correct chains.)
+- **diversity_valid@k**: the same count over *valid* solutions only: process-correct ones
+  where the task has step labels, final-answer-correct ones where it has none. On the
+  procedural task every valid chain is one text, so it is at most 1 there, and
+  diversity@k - diversity_valid@k counts distinct false positives.
 - **false positive rate (FPR)**: among samples with a correct final answer, the share with
-  at least one wrong step (exact process labels; undefined, NaN, without labels or
-  without any correct sample).
-- **filter precision / recall** against exact process labels: a sample is *positive* when
+  at least one wrong step (by the task's step labels: exact on the procedural task, the
+  calculator proxy on GSM8K; undefined, NaN, without labels or without any correct sample).
+- **filter precision / recall** against the step labels: a sample is *positive* when
   it is process-correct (final answer correct and every step correct); precision = share
-  of kept samples that are positive, recall = share of positive samples that were kept.
+  of kept samples that are positive, recall = share of positive samples that were kept
+  (NaN where undefined, and when some sample has no step labels).
 - **pass@1**: share of problems whose (greedy, or first) sample is correct; the sampled
   version averages the per-problem share of correct samples (the unbiased pass@1 estimator
   of Chen et al. 2021 for n samples).
@@ -53,6 +58,11 @@ class Judged:
         return self.correct and all(self.step_labels)
 
     @property
+    def valid(self) -> bool:
+        """Process-correct where step labels exist, else final-answer correct."""
+        return self.correct if self.step_labels is None else bool(self.process_correct)
+
+    @property
     def false_positive(self) -> bool | None:
         if self.step_labels is None:
             return None
@@ -86,10 +96,12 @@ def coverage_at_k(groups: Groups, k: int) -> float:
     return sum(any(s.correct for s in g[:k]) for g in groups) / len(groups)
 
 
-def diversity_at_k(groups: Groups, k: int) -> float:
+def diversity_at_k(groups: Groups, k: int, valid_only: bool = False) -> float:
+    """Mean unique correct (``valid_only``: valid) solutions among each problem's first k."""
     if not groups:
         return float("nan")
-    return sum(len({normalise_reasoning(s.text) for s in g[:k] if s.correct}) for g in groups) / len(groups)
+    keep = (lambda s: s.valid) if valid_only else (lambda s: s.correct)
+    return sum(len({normalise_reasoning(s.text) for s in g[:k] if keep(s)}) for g in groups) / len(groups)
 
 
 def false_positive_rate(samples: Sequence[Judged]) -> float:
@@ -103,6 +115,8 @@ def precision_recall(samples: Sequence[Judged], kept: Sequence[bool]) -> tuple[f
     """Filter precision and recall against exact process labels (NaN where undefined)."""
     if len(samples) != len(kept):
         raise ValueError(f"{len(samples)} samples but {len(kept)} keep flags")
+    if any(s.step_labels is None for s in samples):
+        return float("nan"), float("nan")
     pos = [bool(s.process_correct) for s in samples]
     tp = sum(p and k for p, k in zip(pos, kept))
     n_kept, n_pos = sum(kept), sum(pos)
@@ -143,12 +157,14 @@ def maj_at_k(groups: Groups, golds: Sequence[str], k: int,
 
 
 def sample_set_metrics(groups: Groups, ks: Sequence[int], prefix: str = "data") -> dict[str, float]:
-    """coverage@k and diversity@k for each k, FPR and size of a sample set, namespaced."""
+    """coverage@k, diversity@k and diversity_valid@k for each k, FPR and size of a sample
+    set, namespaced."""
     flat = [s for g in groups for s in g]
     out: dict[str, float] = {}
     for k in ks:
         out[f"{prefix}/coverage_at_{k}"] = coverage_at_k(groups, k)
         out[f"{prefix}/diversity_at_{k}"] = diversity_at_k(groups, k)
+        out[f"{prefix}/diversity_valid_at_{k}"] = diversity_at_k(groups, k, valid_only=True)
     out[f"{prefix}/fpr"] = false_positive_rate(flat)
     out[f"{prefix}/samples"] = float(len(flat))
     out[f"{prefix}/correct"] = float(sum(s.correct for s in flat))
@@ -156,7 +172,8 @@ def sample_set_metrics(groups: Groups, ks: Sequence[int], prefix: str = "data") 
 
 
 def filter_metrics(groups: Groups, kept: Sequence[Sequence[bool]], prefix: str = "filter") -> dict[str, float]:
-    """Kept-set size, coverage, diversity and FPR of the kept set, precision and recall."""
+    """Kept-set size, coverage, diversity (raw and valid) and FPR of the kept set,
+    precision and recall."""
     flat = [s for g in groups for s in g]
     flat_kept = [k for ks in kept for k in ks]
     kept_groups = [[s for s, k in zip(g, ks) if k] for g, ks in zip(groups, kept)]
@@ -167,6 +184,8 @@ def filter_metrics(groups: Groups, kept: Sequence[Sequence[bool]], prefix: str =
         f"{prefix}/kept_frac": len(kept_flat) / len(flat) if flat else float("nan"),
         f"{prefix}/coverage": coverage_at_k(kept_groups, max((len(g) for g in groups), default=0)),
         f"{prefix}/diversity": diversity_at_k(kept_groups, max((len(g) for g in groups), default=0)),
+        f"{prefix}/diversity_valid": diversity_at_k(kept_groups, max((len(g) for g in groups), default=0),
+                                                    valid_only=True),
         f"{prefix}/fpr": false_positive_rate(kept_flat),
         f"{prefix}/precision": precision,
         f"{prefix}/recall": recall,

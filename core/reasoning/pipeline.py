@@ -132,15 +132,17 @@ def draw_samples(backend: SamplingBackend, task: Task, problems: Sequence[Proble
 
 
 def sample_metrics(ss: SampleSet, ks: Sequence[int] = (), prefix: str = "data") -> dict[str, float]:
-    """``data/coverage`` and ``data/diversity`` at k = all samples of a problem, the same
+    """``data/coverage``, ``data/diversity`` and ``data/diversity_valid`` at k = all samples
+    of a problem, the same
     at each extra k as ``data/coverage_at_k``, FPR, sample and token counts, tokens/s."""
     n = max((len(g) for g in ss.groups), default=0)
     m = sample_set_metrics(ss.groups, [n, *ks], prefix)
     m[f"{prefix}/coverage"] = m.pop(f"{prefix}/coverage_at_{n}")
     m[f"{prefix}/diversity"] = m.pop(f"{prefix}/diversity_at_{n}")
+    m[f"{prefix}/diversity_valid"] = m.pop(f"{prefix}/diversity_valid_at_{n}")
     for k in ks:  # an extra k equal to n was popped above: put it back
-        m.setdefault(f"{prefix}/coverage_at_{k}", m[f"{prefix}/coverage"])
-        m.setdefault(f"{prefix}/diversity_at_{k}", m[f"{prefix}/diversity"])
+        for name in ("coverage", "diversity", "diversity_valid"):
+            m.setdefault(f"{prefix}/{name}_at_{k}", m[f"{prefix}/{name}"])
     m[f"{prefix}/tokens"] = float(ss.tokens)
     m[f"{prefix}/tokens_per_s"] = ss.tokens / ss.seconds if ss.seconds else float("nan")
     m[f"{prefix}/tokens_estimated"] = float(ss.tokens_estimated)

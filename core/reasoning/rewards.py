@@ -10,8 +10,8 @@ causal-LM directory (e.g. the WC zoo model) and saved as a plain HF directory:
   (Cobbe et al.'s token-level verifier); a solution's score is the prediction at its last
   token.
 - PRM: the last token of each step is trained on that step's label; a step's score is the
-  prediction there. Step labels come from a task with exact labels (the procedural task);
-  the trained PRM then scores any text split into lines.
+  prediction there. Step labels come from the task: exact ones (the procedural task) or
+  GSM8K's calculator check (a proxy); the trained PRM then scores any text split into lines.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ class ORM(Protocol):
     def scores(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[float]: ...
 
 
-class ExactStepPRM:
-    """The task's exact step checker as a PRM: 1.0 for a correct step, 0.0 otherwise."""
+class StepCheckerPRM:
+    """The task's step checker as a PRM: 1.0 for a correct step, 0.0 otherwise (exact on
+    the procedural task, the calculator proxy on GSM8K)."""
 
     def __init__(self, task: Task):
         self.task = task
@@ -45,7 +46,7 @@ class ExactStepPRM:
         for p, t in zip(problems, texts):
             labels = self.task.step_labels(p, t)
             if labels is None:
-                raise ValueError(f"task {self.task.name} has no exact step labels; use a learned PRM")
+                raise ValueError(f"task {self.task.name} has no step labels")
             out.append([float(x) for x in labels])
         return out
 
@@ -68,8 +69,9 @@ class RMConfig:
     base: Literal["wc", "se"] = "wc"
     """Zoo model whose body the verifier starts from (the cheap one by default)."""
     n_problems: int = 200
-    """Problems (split "pretrain", disjoint from the filtered train problems) whose
-    generator samples train the verifier: it never scores samples it was trained on."""
+    """Problems (split "pretrain", disjoint from the filtered train problems and from
+    validation and test) whose generator samples train the verifier: it never scores
+    samples of a problem it was trained on."""
     samples_per_problem: int = 8
     """Generator samples per verifier-training problem."""
     seed: int = 0

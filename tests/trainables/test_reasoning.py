@@ -40,9 +40,13 @@ def _config(**sections) -> trainable.Config:
 
 
 def test_gsm8k_files_with_hf_models_sample_filter_finetune_and_test(hf_dirs, tmp_path):
+    """The learned PRM (process filter) trains on the calculator labels of problems apart
+    from the filtered ones."""
     cfg = _config(task={"kind": "gsm8k", "gsm8k": {"train_path": str(GSM8K), "test_path": str(GSM8K),
-                                                   "val_size": 2}},
-                  models={"wc_dir": hf_dirs["wc"], "se_dir": hf_dirs["se"]})
+                                                   "val_size": 2, "pretrain_size": 2,
+                                                   "keep_calculator": True}},
+                  models={"wc_dir": hf_dirs["wc"], "se_dir": hf_dirs["se"]},
+                  filter={"method": "process"})
     with trial.local(tmp_path) as session:
         trainable.train(cfg)
     (step0, first), (_, last) = session.reports[0], session.reports[-1]
@@ -50,10 +54,11 @@ def test_gsm8k_files_with_hf_models_sample_filter_finetune_and_test(hf_dirs, tmp
     # weak-to-strong: WC samples at the compute-matched budget of the directories' sizes
     ratio = count_params(hf_dirs["se"]) / count_params(hf_dirs["wc"])
     assert ratio > 2 and first["data/samples_per_problem"] == round(ratio)
-    assert first["data/samples"] == 4 * round(ratio)  # 6 lines: 4 to train on, 2 for validation
-    assert {"test/pass_at_1", "test/maj_at_2"} <= set(last)
+    # 6 lines: 2 to sample and train on, 2 for the verifier, 2 for validation
+    assert first["data/samples"] == 2 * round(ratio)
+    assert {"test/pass_at_1", "test/maj_at_2", "sft/beat_checkpoint", "data/diversity_valid"} <= set(last)
     # no zoo was trained: the given directories are the models
-    assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == ["samples"]
+    assert sorted(p.name for p in (tmp_path / "stages").iterdir()) == ["prm", "samples"]
 
 
 def test_reasoning_gym_problems_with_an_orm_filter(hf_dirs, tmp_path):
@@ -69,9 +74,9 @@ def test_reasoning_gym_problems_with_an_orm_filter(hf_dirs, tmp_path):
 
 
 def test_bad_task_and_model_settings_fail_at_validation(hf_dirs):
-    with pytest.raises(UserError, match="process needs task.kind arith"):
+    with pytest.raises(UserError, match="process_oracle needs task.kind arith"):
         _config(task={"kind": "gsm8k", "gsm8k": {"train_path": str(GSM8K), "test_path": str(GSM8K)}},
-                filter={"method": "process"})
+                filter={"method": "process_oracle"})
     with pytest.raises(UserError, match="needs gsm8k.train_path"):
         _config(task={"kind": "gsm8k"})
     with pytest.raises(UserError, match="both wc_dir and se_dir"):

@@ -8,13 +8,12 @@ easier for small transformers).
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from core.reasoning.tasks.base import SPLITS, Problem, Split, extract_final_answer
+from core.reasoning.tasks.base import SPLITS, Problem, Split, extract_final_answer, split_of
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,8 @@ class ArithTask:
     missing step counts as a wrong step. A solution is process-correct iff it has exactly
     ``steps`` steps, all correct, and a correct final answer.
     """
+
+    step_labels_exact = True
 
     def __init__(self, cfg: ArithConfig = ArithConfig()):
         self.cfg = cfg
@@ -122,9 +123,7 @@ class ArithTask:
     def split_of(self, start: int, ops: Sequence[tuple[str, int]]) -> str:
         """The split a problem belongs to: a hash of the problem and the seed, so splits
         never share a problem (pretrain 70%, train/val/test 10% each of the space)."""
-        h = hashlib.sha1(f"{self.cfg.seed}:{start}:{list(ops)}".encode()).digest()
-        u = int.from_bytes(h[:4], "big") / 2**32
-        return "pretrain" if u < 0.7 else "train" if u < 0.8 else "val" if u < 0.9 else "test"
+        return split_of(f"{self.cfg.seed}:{start}:{list(ops)}")
 
     def _generate(self, split: str, stream: str, n: int | None):
         rng = random.Random(f"{self.cfg.seed}-{split}-{stream}")

@@ -8,6 +8,7 @@ A solution text always ends with a final line ``#### <answer>`` (the GSM8K conve
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args
@@ -32,17 +33,27 @@ class Problem:
 class Task(Protocol):
     """What the pipeline needs from a task.
 
-    ``step_labels`` returns one bool per step of ``text`` when the task can check steps
-    exactly, else None (then process metrics need a learned PRM).
+    ``step_labels`` returns one bool per step of ``text`` when the task can check steps,
+    else None; ``step_labels_exact`` says whether those labels are exact (the procedural
+    task) or a proxy (GSM8K's calculator check).
     """
 
     name: str
+    step_labels_exact: bool
 
     def problems(self, split: Split, n: int) -> list[Problem]: ...
     def prompt(self, problem: Problem) -> str: ...
     def is_correct(self, problem: Problem, text: str) -> bool: ...
     def final_answer(self, text: str) -> str | None: ...
     def step_labels(self, problem: Problem, text: str) -> list[bool] | None: ...
+
+
+def split_of(key: str) -> Split:
+    """The split of the problem whose content is ``key``: a hash of it (pretrain 70%,
+    train, val and test 10% each), so the same problem never lands in two splits however
+    often a generator draws it."""
+    u = int.from_bytes(hashlib.sha1(key.encode()).digest()[:4], "big") / 2**32
+    return "pretrain" if u < 0.7 else "train" if u < 0.8 else "val" if u < 0.9 else "test"
 
 
 # --------------------------------------------------------------------------------------

@@ -40,11 +40,25 @@ def _stages(root):
 
 def test_toy_experiment_every_filter_shares_stages(tmp_path):
     with trial.local(tmp_path):
-        for filt in ["final_answer", "process", "orm", "none"]:
+        for filt in ["final_answer", "process", "process_oracle", "orm", "none"]:
             cfg = replace(TOY, filter=FilterConfig(method=filt, top_k=1))
             out = list(run(cfg, trial.stage, device="cpu", log=lambda *_: None))
             step0, last = out[0][1], out[-1][1]
             assert 0.0 <= step0["data/coverage"] <= 1.0 and "filter/kept" in step0
+            # every valid chain of the procedural task is one text: at most 1 per problem
+            assert step0["data/diversity_valid"] <= min(1.0, step0["data/diversity"])
+            assert step0["filter/diversity_valid"] <= step0["filter/diversity"]
+            if filt == "process_oracle" and step0["filter/kept"]:
+                assert step0["filter/fpr"] == 0.0 and step0["filter/precision"] == 1.0
+            # the student and what it started from, side by side
+            assert last["val/checkpoint_pass_at_1"] == step0["val/pass_at_1"]
+            if step0["filter/kept"]:
+                assert last["sft/beat_checkpoint"] == float(
+                    last["val/best_pass_at_1"] > last["val/checkpoint_pass_at_1"])
+                assert last["sft/best_step"] in (2.0, 4.0)  # an SFT evaluation, never the checkpoint
+            else:  # nothing to fine-tune on: no student, and it says so
+                assert last["sft/best_step"] == 0.0 and last["sft/beat_checkpoint"] == 0.0
+                assert "val/best_pass_at_1" not in last
             assert {"test/pass_at_1", "test/maj_at_2", "test/pass_at_1_sampled"} <= set(last)
             if filt == "none":
                 assert step0["filter/kept"] == step0["data/samples"]
@@ -56,7 +70,7 @@ def test_toy_experiment_every_filter_shares_stages(tmp_path):
                 assert last[f"{k}:n"] == TOY.eval.n_problems, k
             assert step0["data/tokens_estimated"] == 0.0  # the hf backend counts tokens
             assert all(v == v for s in out for v in s[1].values())  # NaN never reported
-        assert _stages(tmp_path) == {"orm": 1, "samples": 1, "zoo": 1}  # each built once
+        assert _stages(tmp_path) == {"orm": 1, "prm": 1, "samples": 1, "zoo": 1}  # each built once
         zoo_dir = next(d for d in (tmp_path / "stages" / "zoo").iterdir() if d.is_dir())
         zoo = read_zoo(zoo_dir)
         assert zoo["param_ratio"] >= 3
@@ -112,9 +126,32 @@ def test_nested_seeds_are_derived_from_the_trial_seed_and_cannot_be_set():
     with pytest.raises(ConfigError, match="sampling.seed") as e:
         replace(TOY, sampling=SamplingConfig(seed=5))
     assert e.value.key == "sampling.seed"
-    with pytest.raises(ConfigError, match="filter.method"):
-        replace(TOY, task=replace(TOY.task, kind="gsm8k", gsm8k=replace(
-            TOY.task.gsm8k, train_path="a", test_path="b")), filter=FilterConfig("process"))
+
+
+def test_filters_need_a_task_with_the_step_labels_they_use():
+    gsm8k = replace(TOY.task, kind="gsm8k", gsm8k=replace(TOY.task.gsm8k, train_path="a", test_path="b"))
+    gym = replace(TOY.task, kind="reasoning_gym", gym_dataset="chain_sum")
+    with pytest.raises(ConfigError, match="process_oracle needs task.kind arith, not gsm8k") as e:
+        replace(TOY, task=gsm8k, filter=FilterConfig("process_oracle"))
+    assert set(e.value.allowed) == {"calculator", "process", "final_answer", "orm", "none"}
+    with pytest.raises(ConfigError, match="calculator needs task.kind gsm8k, not arith"):
+        replace(TOY, filter=FilterConfig("calculator"))
+    with pytest.raises(ConfigError, match="process needs task.kind arith or gsm8k"):
+        replace(TOY, task=gym, filter=FilterConfig("process"))
+    # the learned PRM trains on GSM8K's calculator labels; the calculator checks them
+    for method in ("process", "calculator"):
+        assert replace(TOY, task=gsm8k, filter=FilterConfig(method)).filter.method == method
+
+
+def test_a_student_that_never_beats_its_checkpoint_says_so(tmp_path):
+    """At learning rate 0 the fine-tuned student is its checkpoint: it does not beat it,
+    and the reported student is an SFT evaluation, not the checkpoint posing as one."""
+    cfg = replace(TOY, sft=replace(TOY.sft, lr=0.0))
+    with trial.local(tmp_path):
+        out = list(run(cfg, trial.stage, device="cpu", log=lambda *_: None))
+    step0, last = out[0][1], out[-1][1]
+    assert last["val/best_pass_at_1"] == last["val/checkpoint_pass_at_1"] == step0["val/pass_at_1"]
+    assert last["sft/beat_checkpoint"] == 0.0 and last["sft/best_step"] == 2.0
 
 
 def test_samples_are_keyed_by_what_determines_them(tiny_lm_dir, tmp_path):

@@ -22,9 +22,9 @@ class FixedORM:
         return list(self._s)
 
 
-def test_final_answer_keeps_false_positive_process_removes_it():
+def test_final_answer_keeps_false_positive_process_oracle_removes_it():
     fa = apply_filter(FilterConfig("final_answer"), TASK, [P], TEXTS)
-    pr = apply_filter(FilterConfig("process"), TASK, [P], TEXTS, )
+    pr = apply_filter(FilterConfig("process_oracle"), TASK, [P], TEXTS)
     assert fa == [[True, True, False]]
     assert pr == [[True, False, False]]
     assert apply_filter(FilterConfig("none"), TASK, [P], TEXTS) == [[True, True, True]]
@@ -36,8 +36,8 @@ def test_process_aggregations():
     assert aggregate([0.5, 0.5], "product") == 0.25
     assert aggregate([], "min") == 0.0
     # "last" only looks at the last step: the first-step error of BAD_STEP goes through
-    last = apply_filter(FilterConfig("process", aggregation="last"), TASK, [P],
-                        [["32+54=76\n86-21=65\n#### 65"]], )
+    last = apply_filter(FilterConfig("process_oracle", aggregation="last"), TASK, [P],
+                        [["32+54=76\n86-21=65\n#### 65"]])
     assert last == [[True]]
 
 
@@ -49,11 +49,12 @@ def test_orm_top_k_and_threshold():
 
 def test_filters_name_the_verifier_they_need():
     assert FilterConfig("orm").learned_verifier == "orm"
-    assert FilterConfig("process", prm="learned").learned_verifier == "prm"
-    assert FilterConfig("process").learned_verifier is None  # the exact step checker
+    assert FilterConfig("process").learned_verifier == "prm"
+    assert FilterConfig("process_oracle").learned_verifier is None  # the exact step checker
+    assert FilterConfig("calculator").learned_verifier is None
     assert FilterConfig("final_answer").learned_verifier is None
     with pytest.raises(ValueError, match="needs a learned prm"):
-        apply_filter(FilterConfig("process", prm="learned"), TASK, [P], TEXTS)
+        apply_filter(FilterConfig("process"), TASK, [P], TEXTS)
 
 
 @pytest.mark.parametrize("kind", ["orm", "prm"])
@@ -69,7 +70,7 @@ def test_learned_reward_models_fit_crafted_labels(tiny_lm_dir, kind, tmp_path):
         steps = rm.step_scores(probs, texts)
         assert len(steps[0]) == 3  # two computation lines and the "####" line
         assert min(steps[0]) > 0.5 and min(steps[1]) < 0.5
-        kept = apply_filter(FilterConfig("process", prm="learned"), TASK, [P], [texts], rm)
+        kept = apply_filter(FilterConfig("process"), TASK, [P], [texts], rm)
         assert kept == [[True, False, False]]
     reloaded = LearnedRM.from_lm_dir(rm.save(tmp_path / kind), TASK, kind)
     flat = lambda xs: [x for row in xs for x in row]  # noqa: E731

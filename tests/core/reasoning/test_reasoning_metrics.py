@@ -29,6 +29,15 @@ def test_coverage_and_diversity():
     assert diversity_at_k(GROUPS, 1) == 0.0
     assert diversity_at_k(GROUPS, 3) == 0.5  # a: one unique correct solution; b: 0
     assert diversity_at_k(GROUPS, 4) == 1.0  # a: two unique ("1+1=2", "1+1=5"); b: 0
+    # only "1+1=2" is valid: the false positive "1+1=5" counts in the raw diversity only
+    assert diversity_at_k(GROUPS, 4, valid_only=True) == 0.5
+    m = filter_metrics(GROUPS, [[True] * 4, [True] * 2])
+    assert (m["filter/diversity"], m["filter/diversity_valid"]) == (1.0, 0.5)
+
+
+def test_valid_diversity_without_step_labels_counts_final_answer_correct_solutions():
+    unlabelled = [[J("a\n#### 2", "2", True), J("b\n#### 2", "2", True), J("c\n#### 3", "3", False)]]
+    assert diversity_at_k(unlabelled, 3, valid_only=True) == diversity_at_k(unlabelled, 3) == 2.0
     assert normalise_reasoning("1+1=2 \n####   2") == normalise_reasoning("1+1=2\n#### 2")
 
 
@@ -41,6 +50,14 @@ def test_false_positive_rate_and_precision_recall():
     assert (p, r) == (0.5, 0.5)
     m = filter_metrics(GROUPS, [kept[:4], kept[4:]])
     assert m["filter/kept"] == 2 and m["filter/fpr"] == 0.5 and m["filter/coverage"] == 0.5
+
+
+def test_precision_recall_and_fpr_are_nan_without_step_labels():
+    unlabelled = [J("1+1=2\n#### 2", "2", True), J("1+1=3\n#### 3", "3", False)]
+    m = filter_metrics([unlabelled], [[True, False]])
+    assert math.isnan(m["filter/precision"]) and math.isnan(m["filter/recall"])
+    assert math.isnan(m["filter/fpr"])
+    assert m["filter/kept"] == 1.0
 
 
 def test_pass_and_majority():

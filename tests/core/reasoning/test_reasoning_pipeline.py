@@ -19,7 +19,8 @@ DATA = Path(__file__).parent / "data" / "gsm8k_tiny.jsonl"
 
 
 def test_gsm8k_file_through_sampling_filtering_and_sft(tiny_lm_dir, tmp_path):
-    task = GSM8KTask(GSM8KConfig(train_path=str(DATA), test_path=str(DATA), val_size=2))
+    # no verifier here: every problem but the validation ones is sampled
+    task = GSM8KTask(GSM8KConfig(train_path=str(DATA), test_path=str(DATA), val_size=2, pretrain_size=0))
     train = task.problems("train")
     model, tok = load_causal_lm(tiny_lm_dir)
     cfg = SamplingConfig(n_problems=len(train), s_se=2, max_new_tokens=16)

@@ -60,13 +60,20 @@ def test_gsm8k_loader_and_checks():
     task = GSM8KTask(GSM8KConfig(train_path=str(DATA / "gsm8k_tiny.jsonl"),
                                  test_path=str(DATA / "gsm8k_tiny.jsonl"), val_size=2))
     train, val, test = task.problems("train"), task.problems("val"), task.problems("test")
-    assert (len(train), len(val), len(test)) == (4, 2, 6)
+    pretrain = task.problems("pretrain")
+    assert (len(train), len(pretrain), len(val), len(test)) == (2, 2, 2, 6)
     p = test[0]
     assert p.answer == "72" and "<<" not in p.solution
     assert task.is_correct(p, p.solution) and task.is_correct(p, "It is 72.")
     assert not task.is_correct(p, "#### 73")
     assert test[3].answer == "2000" and task.is_correct(test[3], "#### 2,000")
-    assert task.step_labels(p, p.solution) is None
+    # annotations dropped: nothing for the calculator to check
+    assert task.step_labels(p, p.solution) == [True, True] and not task.step_labels_exact
+    kept = GSM8KTask(GSM8KConfig(train_path=str(DATA / "gsm8k_tiny.jsonl"),
+                                 test_path=str(DATA / "gsm8k_tiny.jsonl"), keep_calculator=True))
+    p = kept.problems("test")[0]
+    assert "<<48/2=24>>" in p.solution and kept.step_labels(p, p.solution) == [True, True]
+    assert kept.step_labels(p, p.solution.replace("<<48+24=72>>", "<<48+24=74>>")) == [True, False]
 
 
 def test_gsm8k_bad_file_names_the_line(tmp_path):
@@ -111,4 +118,4 @@ def test_reasoning_gym_scores_problems_made_by_another_instance():
     for p in made:
         assert fresh.is_correct(p, f"work\n#### {p.answer}")
         assert not fresh.is_correct(p, "work\n#### 0.5")
-    assert fresh._entry(made[4])[0]["question"] == made[4].question
+    assert fresh._entry(made[4])["question"] == made[4].question
