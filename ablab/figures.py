@@ -87,9 +87,11 @@ def bars(report: Report, out: Path, fmt_value) -> dict[str, list[Figure]]:
         for ax in axes[0]:
             for h, label in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(label, h)
-        # one legend under the panels: inside a panel it would hide bars or labels
-        fig.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   ncol=min(len(handles), 4), fontsize=8, frameon=False)
+        # one legend under the panels: inside a panel it would hide bars or labels; none when
+        # nothing was drawn (a study interrupted before any trial reported)
+        if handles:
+            fig.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                       ncol=min(len(handles), 4), fontsize=8, frameon=False)
         stem = f"bars_{i}"
         _save(fig, out, stem)
         plt.close(fig)
@@ -143,6 +145,8 @@ def curves(report: Report, out: Path) -> list[Figure]:
 
     metric = report.study.metric
     contexts = list(dict.fromkeys(context_label(r.spec.context) for r in report.records))
+    if not contexts:  # no trial has started yet (a study interrupted at once): nothing to draw
+        return []
     fig, axes = plt.subplots(1, len(contexts), figsize=(max(6.5, 5.0 * len(contexts)), 4.0), squeeze=False)
     arms = list(dict.fromkeys(r.spec.variant for r in report.records))
     colors = {v: plt.get_cmap("tab10")(i % 10) for i, v in enumerate(arms)}
