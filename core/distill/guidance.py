@@ -12,6 +12,8 @@ and no guidance is built):
           samples of the class of softmax(f(x) / T) (the same T, so the loss is 0 exactly when
           the synthetic sample's tempered prediction equals the class's mean prediction).
           Averaged over synthetic samples; no T^2 factor.
+- js:     Jensen-Shannon divergence between softmax(f(x_syn) / T) and p_class (as for kl):
+          symmetric and bounded by ln 2, so a confidently wrong PTM cannot blow the term up.
 - mse:    mean squared error between f(x_syn) and z_class, the mean logits of the PTM over
           the real training samples of the class.
 - cosine: 1 - cos(f(x_syn), z_class), averaged over synthetic samples; on logits by default,
@@ -34,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Formulation = Literal["ce", "kl", "mse", "cosine"]
+Formulation = Literal["ce", "kl", "js", "mse", "cosine"]
 PTMLoss = Literal["none", Formulation]
 PTMAggregation = Literal["single", "ensemble"]
 CosineOn = Literal["logits", "features"]
@@ -99,6 +101,11 @@ def ptm_loss(
     if kind == "kl":
         log_q = F.log_softmax(logits / temperature, dim=1)
         return F.kl_div(log_q, targets.probs[y], reduction="batchmean")  # KL(p_class || q)
+    if kind == "js":
+        q, p = F.softmax(logits / temperature, dim=1), targets.probs[y]
+        log_m = (0.5 * (p + q)).clamp_min(1e-12).log()
+        # JS = (KL(p || m) + KL(q || m)) / 2; kl_div(log_m, t) is KL(t || m)
+        return 0.5 * (F.kl_div(log_m, p, reduction="batchmean") + F.kl_div(log_m, q, reduction="batchmean"))
     if kind == "mse":
         return F.mse_loss(logits, targets.logits[y])
     if kind == "cosine":
@@ -130,7 +137,7 @@ class PTMGuidance:
         self.loss, self.aggregation = loss, aggregation
         self.temperature, self.cosine_on = temperature, cosine_on
         self.targets: list[ClassTargets | None] = [
-            class_targets(p, x_real, y_real, num_classes, temperature) if loss in ("kl", "mse", "cosine") else None
+            class_targets(p, x_real, y_real, num_classes, temperature) if loss != "ce" else None
             for p in self.ptms
         ]
 

@@ -4,7 +4,7 @@ import torch
 from core.distill.guidance import PTMGuidance, class_targets, ptm_loss
 from core.distill.networks import NetConfig, seeded_network
 
-LOSSES = ["ce", "kl", "mse", "cosine"]
+LOSSES = ["ce", "kl", "js", "mse", "cosine"]
 
 
 def _ptms(toy, n=3):
@@ -25,13 +25,13 @@ def test_each_loss_is_finite_with_a_gradient_wrt_x_syn(toy, kind):
     assert x_syn.grad is not None and x_syn.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("kind", ["kl", "mse", "cosine"])
+@pytest.mark.parametrize("kind", ["kl", "js", "mse", "cosine"])
 def test_loss_is_minimal_zero_with_zero_gradient_at_its_target(toy, kind):
     ptm = _ptms(toy, 1)[0]
     T = 2.0
     t = class_targets(ptm, toy.x_train, toy.y_train, toy.num_classes, T)
     y = torch.arange(toy.num_classes)
-    target = {"kl": T * t.probs[y].log(), "mse": t.logits[y], "cosine": 3.0 * t.logits[y]}[kind]
+    target = {"kl": T * t.probs[y].log(), "js": T * t.probs[y].log(), "mse": t.logits[y], "cosine": 3.0 * t.logits[y]}[kind]
     at = target.clone().requires_grad_(True)
     value = ptm_loss(kind, at, y, t, T)
     value.backward()
@@ -84,3 +84,12 @@ def test_ensemble_is_the_mean_of_single_losses(toy, kind):
 def test_missing_pool(toy):
     with pytest.raises(ValueError, match="needs a PTM pool"):
         PTMGuidance([], toy.x_train, toy.y_train, toy.num_classes, "ce")
+
+
+def test_js_is_bounded_by_ln2_where_kl_is_not(toy):
+    ptm = _ptms(toy, 1)[0]
+    t = class_targets(ptm, toy.x_train, toy.y_train, toy.num_classes)
+    y = torch.arange(toy.num_classes)
+    wrong = -100.0 * t.probs[y]  # confidently away from every class's mean prediction
+    assert ptm_loss("js", wrong, y, t).item() <= 0.6932
+    assert ptm_loss("kl", wrong, y, t).item() > 1.0
