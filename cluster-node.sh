@@ -5,12 +5,13 @@
 #   cluster-node.sh worker    join the head at $RAY_HEAD_IP (set by Ray's launcher)
 # Settings come from the environment the cluster file sets:
 #   ABLAB_SHARED     the folder every node mounts (NFS): results, checkpoints, stages, MLflow
-#   RAY_PORT, DASHBOARD_PORT, MLFLOW_PORT
+#   RAY_PORT, DASHBOARD_PORT, AGENT_PORT (the dashboard agent: Ray's default 52365), MLFLOW_PORT
 set -euo pipefail
 cd "$(dirname "$0")"
 here=$PWD
 ray_port=${RAY_PORT:-6379}
 dashboard_port=${DASHBOARD_PORT:-8265}
+agent_port=${AGENT_PORT:-52365}
 mlflow_port=${MLFLOW_PORT:-5000}
 
 # The address this node was reached at by SSH is the one the other nodes reach it at; a
@@ -42,7 +43,7 @@ head)
     RAY_enable_autoscaler_v2=0 ABLAB_STORAGE="$shared/ablab_results" MLFLOW_TRACKING_URI="http://$node_ip:$mlflow_port" \
     PATH="$here/.venv/bin:$PATH" \
         .venv/bin/ray start --head --node-ip-address="$node_ip" --port="$ray_port" \
-        --dashboard-host=127.0.0.1 --dashboard-port="$dashboard_port" \
+        --dashboard-host=127.0.0.1 --dashboard-port="$dashboard_port" --dashboard-agent-listen-port="$agent_port" \
         --autoscaling-config="$HOME/ray_bootstrap_config.yaml"
     ;;
 worker)

@@ -32,7 +32,7 @@ pytestmark = [
 ]
 
 RAY = str(Path(sys.executable).with_name("ray"))
-SHIPPED_PORTS = {"RAY_PORT": 6379, "DASHBOARD_PORT": 8265, "MLFLOW_PORT": 5000}
+SHIPPED_PORTS = {"RAY_PORT": 6379, "DASHBOARD_PORT": 8265, "AGENT_PORT": 52365, "MLFLOW_PORT": 5000}
 
 
 def derive_config(shipped: dict, *, user: node.NodeUser, key: Path, head: str, worker: str, ssh_port: int,
