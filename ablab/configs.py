@@ -57,11 +57,33 @@ def build(cls: type, data: Mapping[str, Any] | None, key: str = "") -> Any:
         data = {}
     if not isinstance(data, Mapping):
         raise UserError("expected a mapping of settings", key=key or None, value=data)
-    text = json.dumps({"config": data}, default=str)
+    text = json.dumps({"config": _over_defaults(cls, data)}, default=str)
     try:
         return _validator(cls).model_validate_json(text).config
     except pydantic.ValidationError as exc:
         raise _user_error(cls, exc, key) from None
+
+
+def _over_defaults(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` laid over the defaults a parent config gives its nested configs.
+
+    A parent may give a nested config other defaults than the nested class's own
+    (`sft: SFTConfig = field(default_factory=lambda: SFTConfig(lr=1e-4, max_steps=300))`).
+    Validated as written, a partial mapping (`sft: {lr: 2e-4}`, a tuned key) would rebuild
+    the nested config from the class's defaults and silently drop the parent's (lr 3e-3,
+    2000 steps instead of 300). So each nested mapping is completed from the parent's
+    default instance first; only fields whose default is a dataclass are merged (a dict or
+    list setting is replaced, as written)."""
+    try:
+        default = cls()
+    except TypeError:  # required fields: no default instance to complete from
+        return dict(data)
+    out = dict(data)
+    for f in dataclasses.fields(cls):
+        value, nested = out.get(f.name), getattr(default, f.name, None)
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(nested) and not isinstance(nested, type):
+            out[f.name] = {**to_dict(nested), **_over_defaults(type(nested), value)}
+    return out
 
 
 def to_dict(obj: Any) -> Any:

@@ -48,3 +48,23 @@ def test_a_config_error_in_a_trial_fails_it_once_without_retries(ray_session, wr
     failed = records["works=False"]
     assert failed.state == TrialState.FAILED and failed.retries == 0
     assert "this config cannot work" in failed.error
+
+
+def test_a_partial_nested_setting_keeps_the_parents_defaults_for_the_rest():
+    """`sft: {lr: ...}` (a tuned key) must not rebuild the SFT config from SFTConfig's own
+    defaults: the experiment gives its student other ones (300 steps, warm-up 20)."""
+    from ablab import configs
+    from core.reasoning.experiment import ExperimentConfig
+    from core.reasoning.sft import SFTConfig
+
+    parent = ExperimentConfig().sft
+    assert parent != SFTConfig()  # the premise: the parent's defaults differ from the class's
+    built = configs.build(ExperimentConfig, {"sft": {"lr": 2e-4}}).sft
+    assert built.lr == 2e-4
+    assert (built.max_steps, built.warmup_steps, built.eval_every, built.patience) == \
+        (parent.max_steps, parent.warmup_steps, parent.eval_every, parent.patience)
+    # two levels down (zoo.train) as well, and an unknown key is still refused with its path
+    zoo = configs.build(ExperimentConfig, {"zoo": {"train": {"lr": 1e-2}}}).zoo
+    assert zoo.train.lr == 1e-2 and zoo.train.max_steps == ExperimentConfig().zoo.train.max_steps
+    with pytest.raises(Exception, match=r"sft\.lrr: unknown key"):
+        configs.build(ExperimentConfig, {"sft": {"lrr": 1.0}})
