@@ -187,13 +187,13 @@ def methods(study: Study, rows: list[Row]) -> str:
     comparisons = defaultdict(int)
     for r in rows:
         if r.comparison is not None and not math.isnan(r.comparison.p_value):
-            comparisons[(r.context, r.ablation)] += 1
+            comparisons[(r.context, r.ablation, r.metric)] += 1
     family = max(comparisons.values(), default=0)
     parts = [
         f"Means over seeds of finished trials; Δ = mean(arm) − mean(baseline) with a {conf} Welch interval "
         "whose per-seed variance combines seed variance and evaluation-sampling variance (the between-seed "
         "variance, floored at the variance the evaluation set's size implies when a trainable reports `m:n`).",
-        (f"p-values are Holm-adjusted over the arms × metrics of each table (up to {family} comparisons); "
+        (f"p-values are Holm-adjusted over the arms of each table, per metric (up to {family} comparisons); "
          if study.stats.correction == "holm" else "p-values are not adjusted for multiple comparisons; ")
         + f"better/worse means adjusted p ≤ {1 - study.stats.confidence:.2g}.",
     ]

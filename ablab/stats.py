@@ -181,7 +181,7 @@ class Decision:
     p_adjusted: float
     p_equivalent_adjusted: float
     verdict: str
-    mde: float  # minimum detectable effect at 80% power, at the Bonferroni level of the table
+    mde: float  # minimum detectable effect at 80% power, at the Bonferroni level of its metric's family
 
 
 def decide_table(baseline: dict[str, Arm], arms: dict[tuple[str, str], Arm], modes: dict[str, str],
@@ -212,16 +212,26 @@ def decide_table(baseline: dict[str, Arm], arms: dict[tuple[str, str], Arm], mod
         comps[key] = full
         p_diff.append(full.p_value)
         p_eq.append(full.p_equivalent)
-    if correction == "holm":
-        adj_diff, adj_eq = holm(p_diff), holm(p_eq)
-    else:
-        adj_diff, adj_eq = p_diff, p_eq
-    family = max(1, sum(not math.isnan(p) for p in p_diff)) if correction == "holm" else 1
+    # One family per metric: the arms compared with the baseline on it. A table lists
+    # descriptive metrics beside the one the study is about (how many samples a filter
+    # kept, its false-positive rate); pooling them into one family would charge the
+    # primary comparison for every descriptive row (48 comparisons for 4 arms x 12
+    # metrics) and report a minimum detectable effect no design could reach.
+    adj_diff, adj_eq = list(p_diff), list(p_eq)
+    family: dict[str, int] = {}
+    for metric in dict.fromkeys(k[1] for k in keys):
+        idx = [i for i, k in enumerate(keys) if k[1] == metric]
+        if correction == "holm":
+            for i, a, e in zip(idx, holm([p_diff[i] for i in idx]), holm([p_eq[i] for i in idx])):
+                adj_diff[i], adj_eq[i] = a, e
+            family[metric] = max(1, sum(not math.isnan(p_diff[i]) for i in idx))
+        else:
+            family[metric] = 1
     out = {}
     for i, key in enumerate(keys):
         c = comps[key]
         out[key] = Decision(c, adj_diff[i], adj_eq[i], verdict(c.diff, adj_diff[i], adj_eq[i], alpha, modes[key[1]]),
-                            minimum_detectable_effect(c.se, c.df, alpha / family))
+                            minimum_detectable_effect(c.se, c.df, alpha / family[key[1]]))
     return out
 
 

@@ -101,3 +101,25 @@ def test_minimum_detectable_effect_shrinks_with_seeds():
     assert minimum_detectable_effect(many.se, many.df, 0.05) < minimum_detectable_effect(few.se, few.df, 0.05)
     # with many seeds, close to the normal formula (1.96 + 0.84) * se
     assert minimum_detectable_effect(many.se, many.df, 0.05) == pytest.approx(2.8 * many.se, rel=0.05)
+
+
+def test_each_metric_is_its_own_family_for_holm():
+    """Descriptive metrics listed beside the primary one must not change its adjusted
+    p-values or its minimum detectable effect."""
+    from ablab.stats import Arm, decide_table
+
+    base = {"acc": Arm((0.70, 0.71, 0.69)), "kept": Arm((100.0, 110.0, 90.0))}
+    arms = {("a", "acc"): Arm((0.76, 0.77, 0.75)), ("b", "acc"): Arm((0.70, 0.72, 0.69))}
+    alone = decide_table({"acc": base["acc"]}, arms, {"acc": "max"})
+    more = dict(arms)
+    for i in range(10):  # ten descriptive rows: 2 arms x 5 metrics
+        for v in ("a", "b"):
+            base[f"kept{i}"] = base["kept"]
+            more[(v, f"kept{i}")] = Arm((50.0 + i, 55.0, 45.0))
+    pooled = decide_table(base, more, {m: "max" for m in base})
+    for key in arms:
+        assert pooled[key].p_adjusted == pytest.approx(alone[key].p_adjusted)
+        assert pooled[key].mde == pytest.approx(alone[key].mde)
+    assert alone[("a", "acc")].verdict == "better"
+    # within one metric the arms are still adjusted together: more than the raw p-value
+    assert alone[("b", "acc")].p_adjusted >= alone[("b", "acc")].comparison.p_value
