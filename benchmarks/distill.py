@@ -2,8 +2,8 @@
 
 1. steps:   one training step of each evaluation network (ConvNet, MLP, LeNet; IPC-10 set,
             DSA) and one DM iteration, for: reference (plain torch kernels, fp32), fast
-            (channels-last convs + sliced pooling, fp32: the default), and bf16 autocast on
-            each. The variants alternate in one process on the same networks; each row
+            (sliced pooling, fp32: the default), clconv (+ the opt-in channels-last Conv1d),
+            and bf16 autocast. The variants alternate in one process on the same networks; each row
             gives ms per step, the speed-up over the reference, GFLOP/s (torch's FLOP
             counter) and its share of this core's float32 and bfloat16 matmul rates.
 2. eval:    K fresh ConvNets trained `--epochs` on a random real IPC-10 subset, reference
@@ -42,7 +42,7 @@ from core.distill.data import DataConfig, load_dataset  # noqa: E402
 from core.distill.config import DistillConfig  # noqa: E402
 from core.distill.distiller import Distiller  # noqa: E402
 from core.distill.evaluate import evaluate_set  # noqa: E402
-from core.distill.networks import NetConfig, reference_kernels, seeded_network  # noqa: E402
+from core.distill.networks import NetConfig, channels_last_conv1d, reference_kernels, seeded_network  # noqa: E402
 from core.distill.ptm import PTMPoolConfig, build_pool, load_pool  # noqa: E402
 from core.distill.references import random_subset  # noqa: E402
 from core.distill.train import TrainConfig, accuracy, autocast, make_optimizer, train_network  # noqa: E402
@@ -53,13 +53,17 @@ import statistics  # noqa: E402
 
 import torch.nn.functional as F  # noqa: E402
 
-# (name, reference kernels?, precision)
-VARIANTS = (("reference fp32", True, "fp32"), ("fast fp32", False, "fp32"),
-            ("reference bf16", True, "bf16"), ("fast bf16", False, "bf16"))
+# (name, kernels, precision); kernels: reference, default (sliced pooling), clconv (+ opt-in
+# channels-last Conv1d)
+VARIANTS = (("reference fp32", "reference", "fp32"), ("fast fp32", "default", "fp32"),
+            ("clconv fp32", "clconv", "fp32"), ("reference bf16", "reference", "bf16"),
+            ("fast bf16", "default", "bf16"))
 
 
-def kernels(reference: bool):
-    return reference_kernels() if reference else contextlib.nullcontext()
+def kernels(mode):
+    if mode in (True, "reference"):
+        return reference_kernels()
+    return channels_last_conv1d() if mode == "clconv" else contextlib.nullcontext()
 
 
 def bench_steps(data, reps: int, inner: int) -> None:
@@ -127,9 +131,10 @@ def bench_eval_paths(data, k: int, epochs: int, bf16: bool) -> None:
     path (seeds seed*1000+k, generator of the same seed), seed 0."""
     x, y = random_subset(data, ipc=10, seed=0)
     aug = DiffAugment.for_input(data.input_shape)
-    paths = [("reference fp32", True, "fp32"), ("fast fp32", False, "fp32")]
+    paths = [("reference fp32", "reference", "fp32"), ("fast fp32", "default", "fp32"),
+             ("clconv fp32", "clconv", "fp32")]
     if bf16:
-        paths.append(("fast bf16", False, "bf16"))
+        paths.append(("fast bf16", "default", "bf16"))
     secs = {p[0]: 0.0 for p in paths}
     accs: dict[str, list[float]] = {p[0]: [] for p in paths}
     for i in range(k):

@@ -22,11 +22,12 @@ every depth. `width` and `depth` apply to mlp and convnet; `activation` to all; 
 every convolution (mlp has none). "instancenorm" is GroupNorm(C, C, affine=True), as in the
 reference code: per-sample statistics, so batches of different classes can share one forward.
 
-Speed on the CPU (benchmarks/distill.py, BENCHMARKS.md): 1D convolutions run as 2D
-convolutions of height 1 in channels-last memory (oneDNN's fast path; the plain Conv1d goes
-through a slower NCHW kernel), and 1D pooling is two strided slices. Same parameters, same
-initialisation, same maths: only the order of floating-point sums differs (conv), or nothing
-(pooling, bit-identical). `reference_kernels()` switches both back, for side-by-side checks.
+Speed on the CPU (benchmarks/distill.py, BENCHMARKS.md): 1D pooling is two strided slices
+(bit-identical to the reshape + mean, fewer ops; the default). Opt-in, within
+`channels_last_conv1d()`: stride-1 1D convolutions run as 2D convolutions of height 1 in
+channels-last memory (same parameters and maths, float reordering only); 2.2x per layer
+but not a reliable gain over whole training runs on the loaded machine, so off by default
+until re-measured. `reference_kernels()` switches everything back, for side-by-side checks.
 """
 
 from __future__ import annotations
@@ -48,7 +49,20 @@ Activation = Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu"]
 ARCHS: tuple[str, ...] = get_args(Arch)
 
 _FAST_KERNELS = True
-"""Whether Conv1d and Pool2 take their fast CPU paths (read at every forward)."""
+"""Whether Pool2 (and Conv1d, if _CL_CONV1D) take their fast CPU paths (read at every forward)."""
+_CL_CONV1D = False
+"""Whether Conv1d runs as a channels-last 2D convolution on the CPU (opt-in, see above)."""
+
+
+@contextlib.contextmanager
+def channels_last_conv1d() -> Iterator[None]:
+    """Within the block, stride-1 Conv1d runs as a channels-last 2D convolution on the CPU."""
+    global _CL_CONV1D
+    before, _CL_CONV1D = _CL_CONV1D, True
+    try:
+        yield
+    finally:
+        _CL_CONV1D = before
 
 
 @contextlib.contextmanager
@@ -266,7 +280,8 @@ class Pool2(nn.Module):
 
 
 class Conv1d(nn.Conv1d):
-    """nn.Conv1d (same parameters, initialisation and state dict) that on the CPU runs as a
+    """nn.Conv1d (same parameters, initialisation and state dict) that on the CPU, within
+    `channels_last_conv1d()`, runs as a
     2D convolution of height 1 in channels-last memory: measured 2.2x faster than Conv1d's
     kernel on (100, 128, 20) inputs, forward and backward, 1 thread (BENCHMARKS.md). Strided
     convolutions (resnet18's downsampling) keep nn.Conv1d's kernel: through the channels-
@@ -274,7 +289,7 @@ class Conv1d(nn.Conv1d):
     devices, and `reference_kernels()`, use nn.Conv1d's own forward too."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (_FAST_KERNELS and x.device.type == "cpu" and self.stride == (1,) and self.padding_mode == "zeros"
+        if not (_FAST_KERNELS and _CL_CONV1D and x.device.type == "cpu" and self.stride == (1,) and self.padding_mode == "zeros"
                 and isinstance(self.padding, tuple) and not _under_vmap(x, self.weight)):
             return super().forward(x)
         cl = torch.channels_last

@@ -12,7 +12,7 @@ from core.distill.augment import DiffAugment
 from core.distill.config import DistillConfig
 from core.distill.distiller import Distiller
 from core.distill.evaluate import evaluate_set
-from core.distill.networks import NetConfig, Pool2, reference_kernels, seeded_network
+from core.distill.networks import NetConfig, Pool2, channels_last_conv1d, reference_kernels, seeded_network
 from core.distill.train import TrainConfig
 
 
@@ -29,7 +29,8 @@ def test_fast_kernels_give_the_reference_outputs_and_gradients(arch):
         F.cross_entropy(out, torch.arange(12) % 10).backward()
         return out.detach(), xg.grad, [p.grad.clone() for p in net.parameters()]
 
-    out_fast, gx_fast, gp_fast = run()
+    with channels_last_conv1d():
+        out_fast, gx_fast, gp_fast = run()
     with reference_kernels():
         out_ref, gx_ref, gp_ref = run()
     # float reordering only; instance norm over the 1-5 wide maps deep in resnet18 amplifies
@@ -45,7 +46,9 @@ def test_fast_conv1d_equals_conv1d(k, stride, bias):
                                                                               padding=k // 2, bias=bias)
     fast.load_state_dict(conv.state_dict())
     x = torch.randn(4, 6, 21, requires_grad=True)
-    a, b = fast(x), conv(x)
+    with channels_last_conv1d():
+        a = fast(x)
+    b = conv(x)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     (ga,) = torch.autograd.grad(a.square().sum(), x)
     (gb,) = torch.autograd.grad(b.square().sum(), x)
