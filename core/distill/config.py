@@ -20,7 +20,7 @@ from core.distill.guidance import CosineOn, PTMAggregation, PTMLoss
 from core.distill.methods import dc_loops
 from core.distill.networks import Arch, NetConfig
 from core.distill._checks import require
-from core.distill.train import TrainConfig
+from core.distill.train import Precision, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,14 @@ class DistillConfig:
     """DSA while training the evaluation networks (as DSA/DM evaluate)."""
     device: str = "auto"
     """auto (cuda when available) or a torch device string."""
+    precision: Precision = "fp32"
+    """Arithmetic of the networks' forward passes, in distillation and evaluation alike:
+    fp32, or bf16 (torch.autocast in bfloat16 on the tensors' device; parameters, the
+    synthetic set and all optimisers stay float32). fp32 is the default because bf16 does
+    not pay on the CPUs this runs on: without AVX512_BF16 or AMX (this machine, an Ice Lake
+    Xeon) bfloat16 is converted in software; a bf16 matmul ran at 0.23x, an evaluation
+    step at 0.64x of float32 (BENCHMARKS.md). Worth a measurement on a GPU or on a CPU
+    with AMX."""
 
     def __post_init__(self) -> None:
         require(self.ipc >= 1, self, "ipc", "must be >= 1")
@@ -103,6 +111,7 @@ class DistillConfig:
         require(self.eval_nets >= 1, self, "eval_nets", "must be >= 1")
         require(self.cross_arch_nets >= 0, self, "cross_arch_nets", "must be >= 0")
         require(self.eval_epochs >= 1, self, "eval_epochs", "must be >= 1")
+        require(self.precision in ("fp32", "bf16"), self, "precision", "must be fp32 or bf16")
         if self.dsa_strategy:  # unknown ops fail here; 2D-only ops on 1D data fail in check()
             try:
                 DiffAugment(2, self.dsa_strategy)
@@ -138,4 +147,4 @@ class DistillConfig:
     @property
     def eval_train(self) -> TrainConfig:
         """The recipe every evaluation network is trained with."""
-        return TrainConfig(epochs=self.eval_epochs)
+        return TrainConfig(epochs=self.eval_epochs, precision=self.precision)

@@ -38,6 +38,7 @@ from core.distill.data import Dataset
 from core.distill.guidance import PTMGuidance
 from core.distill.methods import dc_loss, dm_loss
 from core.distill.networks import seeded_network
+from core.distill.train import autocast
 
 NORM_DECAY = 0.5
 """Decay of the running means of ||grad L_base|| and ||grad L_ptm|| (relative alpha). A
@@ -112,7 +113,8 @@ class Distiller:
         net = self._fresh_net().requires_grad_(False)  # only x_syn learns
         x_real, y_real = self._real_batch()
         x_real, x_syn = self._augment(x_real, y_real, self.x_syn, self.y_syn)
-        base = dm_loss(net, x_real, y_real, x_syn, self.y_syn, c)
+        with autocast(self.device, self.cfg.precision):
+            base = dm_loss(net, x_real, y_real, x_syn, self.y_syn, c).float()
         return self._update(base, x_syn, self.y_syn)
 
     def _step_dc(self) -> dict[str, float]:
@@ -124,7 +126,9 @@ class Distiller:
         for ol in range(outer):
             x_real, y_real = self._real_batch()
             x_real, x_syn = self._augment(x_real, y_real, self.x_syn, self.y_syn)
-            out = self._update(dc_loss(net, x_real, y_real, x_syn, self.y_syn, c), x_syn, self.y_syn)
+            with autocast(self.device, cfg.precision):
+                base = dc_loss(net, x_real, y_real, x_syn, self.y_syn, c).float()
+            out = self._update(base, x_syn, self.y_syn)
             for k, v in out.items():  # losses and norms averaged, costs summed
                 totals[k] = totals.get(k, 0.0) + (v if k.startswith(("time/", "cost/")) else v / outer)
             if ol == outer - 1:
@@ -132,7 +136,8 @@ class Distiller:
             x_det = self.x_syn.detach()
             for _ in range(inner):  # train the network on the synthetic set
                 xb = self.aug(x_det, self.gen) if self.aug is not None else x_det
-                loss = F.cross_entropy(net(xb), self.y_syn)
+                with autocast(self.device, cfg.precision):
+                    loss = F.cross_entropy(net(xb), self.y_syn)
                 net_opt.zero_grad(set_to_none=True)
                 loss.backward()
                 net_opt.step()
@@ -151,7 +156,9 @@ class Distiller:
             (g_base,) = torch.autograd.grad(base, self.x_syn, retain_graph=True)
             _sync(self.device)
             t = time.perf_counter()
-            ptm, forwards = self.guidance(x_syn, y_syn, self.gen)
+            with autocast(self.device, self.cfg.precision):
+                ptm, forwards = self.guidance(x_syn, y_syn, self.gen)
+            ptm = ptm.float()
             (g_ptm,) = torch.autograd.grad(ptm, self.x_syn)
             _sync(self.device)
             ptm_sec, ptm_val = time.perf_counter() - t, float(ptm.detach())

@@ -32,7 +32,7 @@ from core.distill.augment import DiffAugment
 from core.distill.config import DistillConfig
 from core.distill.data import Dataset
 from core.distill.networks import NetConfig, seeded_network
-from core.distill.train import Augment, TrainConfig, accuracy, make_optimizer, train_network
+from core.distill.train import Augment, TrainConfig, accuracy, autocast, make_optimizer, train_network
 
 
 @dataclass(frozen=True)
@@ -144,10 +144,11 @@ class StackedNets:
                 xb, yb = x[idx], y[idx]  # (K, B, ...), (K, B)
                 if augment is not None:
                     xb = torch.stack([augment(xb[j], g) for j, g in enumerate(gens)])
-                logits = self.fwd_each(self.params, self.buffers, xb)  # (K, B, classes)
-                # per-network mean loss; their sum gives each network its own gradient
-                per_net = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
-                per_net = per_net.view(self.k, -1).mean(1)  # (K,)
+                with autocast(x.device, cfg.precision):
+                    logits = self.fwd_each(self.params, self.buffers, xb)  # (K, B, classes)
+                    # per-network mean loss; their sum gives each network its own gradient
+                    per_net = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
+                    per_net = per_net.float().view(self.k, -1).mean(1)  # (K,)
                 opt.zero_grad(set_to_none=True)
                 per_net.sum().backward()
                 opt.step()

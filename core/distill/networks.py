@@ -21,14 +21,24 @@ Pooling is skipped once a spatial side is 1, so 8x8 digits and length-40 signals
 every depth. `width` and `depth` apply to mlp and convnet; `activation` to all; `norm` to
 every convolution (mlp has none). "instancenorm" is GroupNorm(C, C, affine=True), as in the
 reference code: per-sample statistics, so batches of different classes can share one forward.
+
+Speed on the CPU (benchmarks/distill.py, BENCHMARKS.md): 1D pooling is two strided slices
+(bit-identical to the reshape + mean, fewer ops; the default). Opt-in, within
+`channels_last_conv1d()`: stride-1 1D convolutions run as 2D convolutions of height 1 in
+channels-last memory (same parameters and maths, float reordering only); 2.2x per layer
+but not a reliable gain over whole training runs on the loaded machine, so off by default
+until re-measured. `reference_kernels()` switches everything back, for side-by-side checks.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from core.distill._checks import require
@@ -37,6 +47,34 @@ Arch = Literal["mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18"]
 Norm = Literal["instancenorm", "batchnorm", "none"]
 Activation = Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu"]
 ARCHS: tuple[str, ...] = get_args(Arch)
+
+_FAST_KERNELS = True
+"""Whether Pool2 (and Conv1d, if _CL_CONV1D) take their fast CPU paths (read at every forward)."""
+_CL_CONV1D = False
+"""Whether Conv1d runs as a channels-last 2D convolution on the CPU (opt-in, see above)."""
+
+
+@contextlib.contextmanager
+def channels_last_conv1d() -> Iterator[None]:
+    """Within the block, stride-1 Conv1d runs as a channels-last 2D convolution on the CPU."""
+    global _CL_CONV1D
+    before, _CL_CONV1D = _CL_CONV1D, True
+    try:
+        yield
+    finally:
+        _CL_CONV1D = before
+
+
+@contextlib.contextmanager
+def reference_kernels() -> Iterator[None]:
+    """Within the block, 1D convolutions and pooling use the plain torch kernels: the
+    reference the fast paths are measured and checked against (benchmarks, tests)."""
+    global _FAST_KERNELS
+    before, _FAST_KERNELS = _FAST_KERNELS, False
+    try:
+        yield
+    finally:
+        _FAST_KERNELS = before
 
 
 @dataclass(frozen=True)
@@ -105,7 +143,7 @@ class _Builder:
         self.channels = input_shape[0]
         self.size = list(input_shape[1:])  # spatial sides, updated as layers are added
         self.d = len(self.size)  # 1 or 2
-        self.conv_cls = nn.Conv1d if self.d == 1 else nn.Conv2d
+        self.conv_cls = Conv1d if self.d == 1 else nn.Conv2d
 
     # building blocks
     def act(self) -> nn.Module:
@@ -223,6 +261,10 @@ class Pool2(nn.Module):
         self.kind, self.dims = kind, dims
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dims == 1 and _FAST_KERNELS:  # the same sums as the reshape below, fewer ops
+            even = x.shape[-1] // 2 * 2
+            a, b = x[..., 0:even:2], x[..., 1:even:2]
+            return (a + b) * 0.5 if self.kind == "avg" else torch.maximum(a, b)
         if self.dims == 1:
             n, c, length = x.shape
             x = x[..., : length // 2 * 2].reshape(n, c, length // 2, 2)  # (N, C, L/2, 2)
@@ -235,6 +277,31 @@ class Pool2(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.kind}, {self.dims}d"
+
+
+class Conv1d(nn.Conv1d):
+    """nn.Conv1d (same parameters, initialisation and state dict) that on the CPU, within
+    `channels_last_conv1d()`, runs as a
+    2D convolution of height 1 in channels-last memory: measured 2.2x faster than Conv1d's
+    kernel on (100, 128, 20) inputs, forward and backward, 1 thread (BENCHMARKS.md). Strided
+    convolutions (resnet18's downsampling) keep nn.Conv1d's kernel: through the channels-
+    last path resnet18's input gradient was 1% off float64 (the reference: 2e-5). Other
+    devices, and `reference_kernels()`, use nn.Conv1d's own forward too."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (_FAST_KERNELS and _CL_CONV1D and x.device.type == "cpu" and self.stride == (1,) and self.padding_mode == "zeros"
+                and isinstance(self.padding, tuple) and not _under_vmap(x, self.weight)):
+            return super().forward(x)
+        cl = torch.channels_last
+        w = self.weight.unsqueeze(2).contiguous(memory_format=cl)
+        out = F.conv2d(x.unsqueeze(2).contiguous(memory_format=cl), w, self.bias, 1,
+                       (0, self.padding[0]), (1, self.dilation[0]), self.groups)
+        return out.squeeze(2).contiguous()  # back to (N, C, L): the norms are faster on it
+
+
+def _under_vmap(*tensors: torch.Tensor) -> bool:
+    """Whether any tensor is batched by torch.func.vmap (memory formats are not, there)."""
+    return any(torch._C._functorch.is_batchedtensor(t) for t in tensors)
 
 
 class _BasicBlock(nn.Module):
