@@ -6,6 +6,7 @@ Every user error ends in one line on stderr and exit code 2, before anything sta
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shlex
 import sys
@@ -133,20 +134,32 @@ def resume_command(args) -> str:
 
 
 def cmd_run(args) -> int:
+    from ablab.phases import mark
+
+    mark("command parsed")
     from ablab import report as report_mod
     from ablab import runner
     from ablab.spec import mask_uri
 
+    mark("driver imported")
     prep = runner.prepare(args.file, args.overrides, resume=args.resume, yes=args.yes)
+    mark("validated")
     command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv else "ablab run"
     status = runner.run(prep, address=args.address, live=False if args.no_live else None, command=command,
                         announce=lambda verb: (
                             print(f"{verb} study {prep.study.name!r}: {len(prep.trials)} trials -> {prep.paths.dir}"),
                             print(f"tracking: {mask_uri(prep.tracking_uri)}")))
-    rep, out = report_mod.write(prep.paths)
+    # The table first: it needs the analysis only; the files, figures and their copy in
+    # MLflow follow while Ray's processes stop.
+    rep = report_mod.build(prep.paths)
     print()
     print(report_mod.to_markdown(rep).split("## Trials not in the means")[0].strip())
-    print()
+    print(flush=True)
+    mark("table printed")
+    _, out = report_mod.write(prep.paths, report=rep)
+    mark("report written")
+    runner.wait_for_ray_shutdown()
+    mark("ray stopped")
     print(f"report:  {out / 'report.md'}  (and report.html, plots)")
     print(f"mlflow:  ablab ui {prep.study.name}" + (f" --storage {prep.study.storage}" if prep.study.storage != "ablab_results" else "")
           + f"   ({prep.tracking_uri})")
@@ -226,6 +239,17 @@ EXIT_BROKEN_PIPE = 141  # what a shell reports for a tool ended by SIGPIPE (`yes
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None:
+        # The `ablab` command itself (not a call from Python) is about to exit: the
+        # interpreter's last garbage collections would walk every object of the libraries
+        # loaded (Ray, MLflow, matplotlib, scipy), seconds on a small machine, to free
+        # memory the process hands back anyway. Everything is written and closed by now.
+        gc.freeze()
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     from ablab.console import quiet_startup_chatter
 
     args = _parser().parse_args(argv)

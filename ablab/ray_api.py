@@ -15,6 +15,7 @@ from ray.tune import (
     TuneConfig,
     Tuner,
 )
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.search import Searcher
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 
@@ -28,6 +29,8 @@ __all__ = [
     "RunConfig",
     "TuneConfig",
     "Tuner",
+    "CSVLoggerCallback",
+    "JsonLoggerCallback",
     "ASHAScheduler",
     "FIFOScheduler",
     "MedianStoppingRule",

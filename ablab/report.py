@@ -458,13 +458,15 @@ def formatter(report: Report):
     return lambda metric, x: fixed(x, d.get(metric, 3))
 
 
-def write(paths: StudyPaths, out: Path | None = None, publish: bool = True) -> tuple[Report, Path]:
+def write(paths: StudyPaths, out: Path | None = None, publish: bool = True,
+          report: Report | None = None) -> tuple[Report, Path]:
     """Every report file into `out` (default: the study's report/ folder); with `publish`,
     the study's parent run in MLflow gets the tables as its description and the files as
-    artifacts (a tracking store that cannot be reached only costs a warning)."""
+    artifacts (a tracking store that cannot be reached only costs a warning). `report`:
+    the study's analysis if the caller built it already (`analysis.build(paths)`)."""
     out = Path(out) if out else paths.report_dir
     out.mkdir(parents=True, exist_ok=True)
-    report = build(paths)
+    report = report if report is not None else build(paths)
     links = mlflow_links(paths)
     figures = draw(report, out, formatter(report))
     pics = pictures(report, paths, out)

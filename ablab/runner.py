@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ import yaml
 
 from ablab import __version__, recovery, registry
 from ablab import lock as lock_mod
-from ablab.analysis import planned, select
+from ablab.phases import mark
 from ablab.errors import UserError
 from ablab.expand import TrialSpec, directions_of, expand, fingerprint
 from ablab.records import ENDED, StudyPaths, TrialState, load_records, read_study_file, write_json_atomic
@@ -143,10 +144,13 @@ def _check_local_resources(study: Study) -> None:
                             key="resources.gpu", value=study.resources.gpu, allowed=f"at most {gpus}")
 
 
-def init_ray(address: str | None, study: Study) -> None:
+def init_ray(address: str | None, study: Study) -> bool:
+    """Start (or join) Ray unless this process is connected already; returns whether it
+    connected now (and so is the one to disconnect)."""
     from ablab.ray_api import ray
 
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         kwargs = dict(log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
         try:
             if address:
@@ -164,10 +168,31 @@ def init_ray(address: str | None, study: Study) -> None:
                 key=f"resources.{res.lower()}", value=need,
                 allowed=f"at most {total.get(res, 0):g}",
             )
+    return started
 
 
-def check_before_start(prep: Prepared, address: str | None) -> None:
-    """The checks that need the tracking server and Ray; nothing is written yet."""
+_ray_shutdown: threading.Thread | None = None
+
+
+def _shut_down_ray() -> None:
+    """Ray's processes stopped in the background while the driver writes the report; the
+    thread is not a daemon, so the interpreter waits for it (before Ray's own exit hook,
+    which then has nothing left to do). Called once the trials are over."""
+    global _ray_shutdown
+    from ablab.ray_api import ray
+
+    _ray_shutdown = threading.Thread(target=ray.shutdown, name="ablab-ray-shutdown")
+    _ray_shutdown.start()
+
+
+def wait_for_ray_shutdown() -> None:
+    if _ray_shutdown is not None:
+        _ray_shutdown.join()
+
+
+def check_before_start(prep: Prepared, address: str | None) -> bool:
+    """The checks that need the tracking server and Ray; nothing is written yet. Returns
+    whether Ray was started (or joined) here."""
     from ablab.ray_api import ray
 
     if address:
@@ -182,7 +207,28 @@ def check_before_start(prep: Prepared, address: str | None) -> None:
         except UserError as exc:
             raise UserError(exc.problem.replace(prep.tracking_uri, mask_uri(prep.tracking_uri)), key=exc.key,
                             hint=exc.hint) from None
-    init_ray(address, prep.study)
+    started = init_ray(address, prep.study)
+    mark("ray started")
+    return started
+
+
+def _warm_up_tracking(uri: str) -> None:
+    """While Ray starts (its processes start; the driver mostly waits): MLflow imported, and
+    a new SQLite store's schema template built if this is the first study of these MLflow
+    versions. Writes nothing in the study folder: the store is
+    created from the template under the study's lock. A failure here only loses the head
+    start, and shows again where the work is done for real."""
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # noqa: F401
+        from mlflow.tracking import MlflowClient  # noqa: F401
+
+        from ablab import tracking
+
+        path = tracking.sqlite_path(uri)
+        if path is not None and not path.exists():
+            tracking.schema_template()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _tracker(prep: Prepared) -> Tracker:
@@ -277,7 +323,11 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None, co
     # node: the driver is left in a deleted folder. The sweep file's path is resolved before
     # Ray starts, and the driver re-enters its folder by name before Tune runs.
     prep = dataclasses.replace(prep, file=str(Path(prep.file).resolve()), launch_dir=os.getcwd())
-    check_before_start(prep, address)
+    warm_up = threading.Thread(target=_warm_up_tracking, args=(prep.tracking_uri,), daemon=True,
+                               name="ablab-warm-up")
+    warm_up.start()
+    own_ray = check_before_start(prep, address)
+    warm_up.join()
     lock = lock_mod.acquire(prep.paths, command)
     if not prep.resuming and prep.paths.study_file.exists():
         # another run created the study between our checks and the lock
@@ -289,9 +339,13 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None, co
     if announce is not None:
         announce("continuing" if prep.resuming else "starting")
     try:
-        return _run_locked(prep, _tracker(prep), live)
+        tracker = _tracker(prep)
+        mark("mlflow store open")
+        return _run_locked(prep, tracker, live)
     finally:
         lock.release()
+        if own_ray:
+            _shut_down_ray()
 
 
 def _run_locked(prep: Prepared, tracker: Tracker, live: bool | None) -> str:
@@ -299,6 +353,7 @@ def _run_locked(prep: Prepared, tracker: Tracker, live: bool | None) -> str:
     created = read_study_file(paths).get("created") if prep.resuming else None
     parent_id = _parent(prep, tracker)
     write_json_atomic(paths.study_file, _study_record(prep, tracker, parent_id, created))
+    mark("parent run and study record")
     if prep.report_changes:
         print(f"changed since the last run: {', '.join(prep.report_changes)} (the report only): "
               "no trial runs again for it")
@@ -308,6 +363,9 @@ def _run_locked(prep: Prepared, tracker: Tracker, live: bool | None) -> str:
     status = "finished"
     if todo:
         status = _fit(prep, tracker, parent_id, todo, live)
+    mark("trials ended")
+    from ablab.analysis import planned, select
+
     final = planned(prep.study, load_records(paths, live=False), paths)
     if status != "interrupted":
         if not all(r.state.is_done for r in final):
@@ -318,6 +376,7 @@ def _run_locked(prep: Prepared, tracker: Tracker, live: bool | None) -> str:
     tracker.close_orphans(parent_id)
     tracker.tag_selected(parent_id, select(prep.study, [r for r in final if r.state.is_done]))
     tracker.end_parent(parent_id, "KILLED" if status == "interrupted" else "FINISHED")
+    mark("mlflow runs closed")
     return status
 
 
@@ -325,7 +384,16 @@ def _fit(prep: Prepared, tracker: Tracker, parent_id: str, todo: list[TrialSpec]
     from ablab import trial as trial_api
     from ablab.callbacks import StudyCallback
     from ablab.progress import ProgressCallback
-    from ablab.ray_api import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner, tune
+    from ablab.ray_api import (
+        CheckpointConfig,
+        CSVLoggerCallback,
+        FailureConfig,
+        JsonLoggerCallback,
+        RunConfig,
+        TuneConfig,
+        Tuner,
+        tune,
+    )
     from ablab.schedulers import make_scheduler
     from ablab.seeds import AdaptiveSeeds
 
@@ -335,7 +403,13 @@ def _fit(prep: Prepared, tracker: Tracker, parent_id: str, todo: list[TrialSpec]
     callbacks = [
         StudyCallback(storage, study.name, prep.tracking_uri, tracker.experiment_name, _artifacts(prep), parent_id),
         ProgressCallback(study.name, study.metric, study.mode, len(prep.trials), live=live, storage=storage),
+        # Ray Tune's own logs in each trial folder (progress.csv, result.json), as by default;
+        # its default TensorBoard logger is left out: it imports torch into the driver (seconds
+        # before the first trial starts) for event files nothing reads.
+        CSVLoggerCallback(),
+        JsonLoggerCallback(),
     ]
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     logs = _logs_by_key(paths)
     records = {r.spec.key: r for r in load_records(paths, live=False)}
     trainable = tune.with_resources(trial_api.run, {"cpu": study.resources.cpu, "gpu": study.resources.gpu})
@@ -384,6 +458,7 @@ def _fit(prep: Prepared, tracker: Tracker, parent_id: str, todo: list[TrialSpec]
     )
     if prep.launch_dir:
         os.chdir(prep.launch_dir)
+    mark("tuner built")
     try:
         tuner.fit()
     except KeyboardInterrupt:

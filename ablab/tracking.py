@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -84,12 +86,85 @@ def _retry(fn: Callable[[], T], attempts: int = 5, first_wait: float = 1.0) -> T
     raise AssertionError("unreachable")
 
 
+# ------------------------------------------------------------------- a new SQLite store
+#
+# MLflow creates a new SQLite store by running its alembic migrations, one by one, which
+# takes seconds (most of ablab's start-up). The schema they build depends only on the
+# versions of MLflow, its migration tools and SQLite, so it is built once per set of
+# versions into ablab's cache, and a new store starts as a copy of it. The copy is
+# exactly what MLflow's `_initialize_tables` leaves (no row added): MLflow opens it as
+# any store, checks its schema version against its own head revision, and adds its
+# Default experiment itself, with the new store's artifact root.
+
+SCHEMA_CACHE_ENV = "ABLAB_CACHE"  # ablab's cache folder (default: $XDG_CACHE_HOME/ablab)
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get(SCHEMA_CACHE_ENV)
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ablab"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a `sqlite:///path` URI; None for anything else (a server, in-memory, options)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or "?" in uri or len(uri) == len(prefix):
+        return None
+    return Path(uri[len(prefix):])
+
+
+def schema_template() -> Path:
+    """The empty MLflow SQLite store of the installed versions, built on first use."""
+    import sqlite3
+    from importlib.metadata import version
+
+    key = "-".join([f"mlflow{version('mlflow')}", f"alembic{version('alembic')}",
+                    f"sqlalchemy{version('sqlalchemy')}", f"sqlite{sqlite3.sqlite_version}"])
+    template = cache_dir() / "mlflow-schema" / f"{key}.db"
+    if not template.exists():
+        import sqlalchemy
+        from mlflow.store.db.utils import _initialize_tables
+
+        template.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=template.parent, prefix=".building-", suffix=".db")
+        os.close(fd)
+        os.unlink(tmp)  # SQLite creates it
+        engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
+        try:
+            _initialize_tables(engine)
+        finally:
+            engine.dispose()
+        os.replace(tmp, template)  # another driver building the same one at once is harmless
+    return template
+
+
+def prepare_store(uri: str) -> bool:
+    """A SQLite store that does not exist yet starts as a copy of the schema template.
+    Returns whether it was copied; on any problem with the cache MLflow builds the store
+    itself, as it would without ablab."""
+    path = sqlite_path(uri)
+    if path is None or path.exists():
+        return False
+    try:
+        template = schema_template()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        shutil.copyfile(template, tmp)
+        os.replace(tmp, path)
+        return True
+    except Exception:  # noqa: BLE001 - a cache is an optimisation: MLflow migrates instead
+        return False
+
+
 class Tracker:
     """The study's MLflow experiment, parent run and children."""
 
     def __init__(self, uri: str, experiment: str, artifact_location: str | None = None):
         from mlflow.tracking import MlflowClient
 
+        prepare_store(uri)
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
         self.experiment_name = experiment

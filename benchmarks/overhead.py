@@ -10,6 +10,10 @@ efficiency = sum of per-trial compute time / (wall time x concurrency).
 
     .venv/bin/python benchmarks/overhead.py            # ~20 s per trial
     .venv/bin/python benchmarks/overhead.py --seconds 3   # a quick look
+    .venv/bin/python benchmarks/overhead.py --seconds 1 --ablab-only   # the fixed costs and phases only
+
+The driver's phases (ABLAB_PHASES, ablab/phases.py) are printed as a timeline from the
+command's start, with the first trial's start and the last trial's end from the records.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from trainables.synthetic import burn  # noqa: E402 - the same busy loop the trainable runs
+from core.synthetic.experiment import burn  # noqa: E402 - the same busy loop the trainable runs
 
 STEPS = 10
 
@@ -61,7 +65,8 @@ metric: val/score
 mode: max
 storage: {tmp / 'results'}
 """)
-    env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "disabled"))
+    phases_file = tmp / "phases.jsonl"
+    env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "disabled"), ABLAB_PHASES=str(phases_file))
     start = time.time()
     subprocess.run([sys.executable, "-m", "ablab.cli", "run", str(sweep), "--no-live"], check=True, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -76,17 +81,38 @@ storage: {tmp / 'results'}
                 last_end = max(last_end, e["t"])
             if e["event"] == "result":
                 compute += e["metrics"]["time/work_s"]
+    phases = [json.loads(line) for line in phases_file.read_text().splitlines()] if phases_file.exists() else []
+    phases += [{"phase": "first trial started (record)", "t": first_start},
+               {"phase": "last trial ended (record)", "t": last_end},
+               {"phase": "command returned", "t": start + wall}]
+    timeline = [(p["phase"], p["t"] - start) for p in sorted(phases, key=lambda p: p["t"])]
+    table_at = next((t for name, t in timeline if name == "table printed"), wall)
     return {"wall": wall, "compute": compute, "to_first_trial": first_start - start,
-            "trials_span": last_end - first_start, "after_last_trial": start + wall - last_end}
+            "trials_span": last_end - first_start, "after_last_trial": start + wall - last_end,
+            "to_table": start + table_at - last_end, "timeline": timeline}
+
+
+def print_timeline(ab: dict) -> None:
+    print("driver phases (s from the command's start; + time since the previous line):")
+    previous = 0.0
+    for name, t in ab["timeline"]:
+        print(f"  {t:7.2f}  (+{t - previous:5.2f})  {name}")
+        previous = t
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20.0, help="CPU seconds per trial")
     ap.add_argument("--trials", type=int, default=8)
+    ap.add_argument("--ablab-only", action="store_true", help="only `ablab run`: its fixed costs and phases")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     units = calibrate(args.seconds)
+    if args.ablab_only:
+        ab = run_ablab(units, args.trials, cores)
+        print_fixed_costs(ab)
+        print_timeline(ab)
+        return
 
     t0 = time.time()
     seq = [one_trial(units) for _ in range(args.trials)]
@@ -120,8 +146,14 @@ def main() -> None:
     print(f"ablab, whole command: {overhead:.2f} s of core time per trial ((wall x cores - compute) / trials).")
     print(f"ablab, from first trial start to last trial end: efficiency {steady:.1%} "
           f"({steady / pool_eff:.2f}x Pool), {per_trial:.2f} s of core time per trial.")
+    print_fixed_costs(ab)
+    print_timeline(ab)
+
+
+def print_fixed_costs(ab: dict) -> None:
     print(f"fixed costs: `ablab run` to first trial start {ab['to_first_trial']:.1f} s "
-          f"(Ray and MLflow start-up); after the last trial {ab['after_last_trial']:.1f} s (report, shutdown).")
+          f"(Ray and MLflow start-up); last trial end to the printed table {ab['to_table']:.1f} s, "
+          f"to the command's return {ab['after_last_trial']:.1f} s (report, shutdown).")
 
 
 if __name__ == "__main__":
