@@ -1,0 +1,157 @@
+"""What `ablab run` does to start and end fast, checked on real MLflow stores and a real run:
+a new SQLite store is a copy of a schema template that MLflow itself built, equal to a
+store MLflow migrates, reused by the next store; the command prints the table first and
+still leaves the complete report, MLflow and Ray stopped when it returns."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from mlflow.entities import Metric
+from mlflow.store.db.utils import _get_latest_schema_revision, _verify_schema
+from mlflow.tracking import MlflowClient
+
+from ablab import tracking
+from ablab.records import TrialState, load_records
+
+from .helpers import mlflow_runs, study_paths
+
+MARKER = "ablab_test_marker"  # a table put into the template: a store that has it was copied from it
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """ablab's cache in tmp_path (the schema template is built there, not in ~/.cache)."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(tracking.SCHEMA_CACHE_ENV, str(folder))
+    return folder
+
+
+def _schema(db: Path) -> set[tuple]:
+    """Every table, index and trigger with its SQL as a sorted list of its lines: MLflow's
+    migrations write a table's CHECK constraints in an order that varies from one run of
+    them to the next (two stores MLflow migrates differ so), the constraints do not."""
+    with sqlite3.connect(db) as con:
+        rows = con.execute("select type, name, tbl_name, sql from sqlite_master where name not like 'sqlite_%'")
+        return {(kind, name, table, tuple(sorted(line.strip().rstrip(",").strip() for line in (sql or "").splitlines())))
+                for kind, name, table, sql in rows}
+
+
+def _rows(db: Path) -> dict[str, list[tuple]]:
+    """Every table's rows; of the experiments, what does not depend on where and when."""
+    with sqlite3.connect(db) as con:
+        tables = [t for (t,) in con.execute("select name from sqlite_master where type = 'table'")]
+        out = {t: sorted(map(repr, con.execute(f'select * from "{t}"'))) for t in tables if t != "experiments"}
+        out["experiments"] = sorted(con.execute("select experiment_id, name, lifecycle_stage from experiments"))
+    return out
+
+
+def _uri(db: Path) -> str:
+    return f"sqlite:///{db}"
+
+
+def test_a_new_store_is_the_template_and_equals_one_mlflow_migrates(tmp_path, cache):
+    migrated, prepared = tmp_path / "migrated.db", tmp_path / "prepared.db"
+    MlflowClient(tracking_uri=_uri(migrated)).search_experiments()  # MLflow alone: its migrations
+    tracker = tracking.Tracker(_uri(prepared), "exp")
+
+    templates = list((cache / "mlflow-schema").glob("*.db"))
+    assert len(templates) == 1 and "mlflow" in templates[0].name
+    assert _schema(prepared) == _schema(migrated)
+    assert _rows(prepared) == _rows(migrated)  # the Default experiment (0), added by MLflow on opening
+    with sqlite3.connect(prepared) as con:
+        assert con.execute("select version_num from alembic_version").fetchall() == [(_get_latest_schema_revision(),)]
+        default_location = con.execute("select artifact_location from experiments where experiment_id = 0").fetchone()
+    with sqlite3.connect(templates[0]) as con:
+        assert con.execute("select count(*) from experiments").fetchone() == (0,)  # no row: paths differ per store
+    _verify_schema(sqlalchemy.create_engine(_uri(prepared)))  # MLflow's own schema check
+    assert default_location[0] == MlflowClient(tracking_uri=_uri(migrated)).get_experiment("0").artifact_location
+
+    # a working store: a run with params and metrics, read back by a fresh client
+    run = tracker.client.create_run(tracker.experiment_id, run_name="r")
+    tracker.client.log_batch(run.info.run_id, metrics=[Metric("m", 0.5, 0, s) for s in range(3)])
+    tracker.client.set_terminated(run.info.run_id)
+    again = MlflowClient(tracking_uri=_uri(prepared))
+    assert [m.step for m in again.get_metric_history(run.info.run_id, "m")] == [0, 1, 2]
+    assert again.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_a_second_store_is_copied_from_the_same_template_and_an_existing_one_is_left_alone(tmp_path, cache):
+    first, second = tmp_path / "a" / "mlflow.db", tmp_path / "b" / "mlflow.db"
+    assert tracking.prepare_store(_uri(first))
+    template = tracking.schema_template()
+    built = template.stat().st_mtime_ns
+    with sqlite3.connect(template) as con:
+        con.execute(f"create table {MARKER} (x integer)")
+    assert tracking.prepare_store(_uri(second))
+    assert template.stat().st_mtime_ns >= built and len(list(template.parent.glob("*.db"))) == 1
+    assert (MARKER in {n for (n,) in sqlite3.connect(second).execute("select name from sqlite_master")})
+    assert MlflowClient(tracking_uri=_uri(second)).get_experiment("0").name == "Default"  # extra tables are fine
+
+    before = first.read_bytes()
+    assert not tracking.prepare_store(_uri(first))  # never over a store that exists
+    assert first.read_bytes() == before
+    assert not tracking.prepare_store("sqlite://") and not tracking.prepare_store("http://127.0.0.1:5000")
+
+
+SWEEP = """
+name: {name}
+trainable: synthetic
+base: {{steps: 3}}
+ablations:
+  - part: quality
+    baseline: 0.9
+    replacements: [0.5, 0.7]
+seeds: 2
+metric: val/score
+mode: max
+"""
+
+
+def test_ablab_run_prints_the_table_first_and_returns_with_the_report_complete(write_sweep, cache, tmp_path):
+    """The command as a user runs it (its own local Ray): the store starts from the template,
+    the table is printed before the report files are written, and when the command returns
+    the report, MLflow's parent run (report artifacts, saved view) and every child are there,
+    and Ray's processes are gone."""
+    sweep = write_sweep(SWEEP.format(name="fast"))
+    paths = study_paths(sweep, "fast")
+    template = tracking.schema_template()
+    with sqlite3.connect(template) as con:
+        con.execute(f"create table {MARKER} (x integer)")
+    phases = tmp_path / "phases.jsonl"
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", ABLAB_PHASES=str(phases))
+    done = subprocess.Popen([sys.executable, "-m", "ablab.cli", "run", str(sweep), "--no-live"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = done.communicate(timeout=600)
+    assert done.returncode == 0, out
+    assert "Ablation `quality`" in out and "report:" in out
+
+    assert MARKER in {n for (n,) in sqlite3.connect(paths.mlflow_db).execute("select name from sqlite_master")}
+    marks = [json.loads(line)["phase"] for line in phases.read_text().splitlines()]
+    order = ["validated", "ray started", "mlflow store open", "trials ended", "mlflow runs closed",
+             "table printed", "report written", "ray stopped"]
+    assert [m for m in marks if m in order] == order
+
+    records = load_records(paths)
+    assert len(records) == 6 and all(r.state == TrialState.FINISHED for r in records)
+    for name in ("report.md", "report.html", "report.json", "report.tex", "trials.csv", "curves.png", "curves.pdf"):
+        assert (paths.report_dir / name).stat().st_size > 0, name
+    client, parents, children = mlflow_runs(paths)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and len(children) == 6
+    assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} == {"report", "sweep.yaml"}
+    assert "report.html" in {Path(a.path).name for a in client.list_artifacts(parents[0].info.run_id, "report")}
+    experiment = client.get_experiment(parents[0].info.experiment_id)
+    assert tracking.SHARED_VIEW_TAG + tracking.view_key(parents[0].info.run_id) in experiment.tags
+    assert all(c.info.status == "FINISHED" for c in children)
+
+    # the command stopped its own Ray: its GCS and raylet (named by the driver's pid) are gone
+    head = subprocess.run(["pgrep", "-f", f"(gcs_server|raylet/raylet) .*session_[0-9_-]*_{done.pid}( |$)"],
+                          capture_output=True, text=True)
+    assert head.stdout == "", head.stdout
