@@ -52,7 +52,7 @@ def calibrate(seconds: float) -> int:
     return max(1, round(seconds / STEPS / per_unit))
 
 
-def run_ablab(units: int, trials: int, cores: int) -> dict:
+def run_ablab(units: int, trials: int, cores: int, python: str = sys.executable) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="ablab-bench-"))
     sweep = tmp / "overhead.yaml"
     sweep.write_text(f"""
@@ -68,7 +68,10 @@ storage: {tmp / 'results'}
     phases_file = tmp / "phases.jsonl"
     env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "disabled"), ABLAB_PHASES=str(phases_file))
     start = time.time()
-    subprocess.run([sys.executable, "-m", "ablab.cli", "run", str(sweep), "--no-live"], check=True, env=env,
+    # `-m ablab.cli` imports the ablab of the folder it starts in: another interpreter runs in
+    # its own checkout (<checkout>/.venv/bin/python)
+    cwd = None if python == sys.executable else Path(python).parents[2]
+    subprocess.run([python, "-m", "ablab.cli", "run", str(sweep), "--no-live"], check=True, env=env, cwd=cwd,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.time() - start
     compute, first_start, last_end = 0.0, float("inf"), 0.0
@@ -105,17 +108,30 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="CPU seconds per trial")
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--ablab-only", action="store_true", help="only `ablab run`: its fixed costs and phases")
+    ap.add_argument("--no-loop", action="store_true", help="leave out the sequential loop (the Pool is the reference)")
+    ap.add_argument("--compare", metavar="PYTHON", default=None,
+                    help="also run `ablab run` with this interpreter (another checkout's .venv/bin/python), "
+                    "right after this one's, as one more row")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
     cores = os.cpu_count() or 1
     units = calibrate(args.seconds)
     if args.ablab_only:
         ab = run_ablab(units, args.trials, cores)
         print_fixed_costs(ab)
+        if args.compare:
+            other = run_ablab(units, args.trials, cores, args.compare)
+            print(f"with {args.compare}:")
+            print_fixed_costs(other)
+            print(f"fixed costs, this checkout / {args.compare}: to the first trial "
+                  f"{ab['to_first_trial'] / other['to_first_trial']:.2f}x, after the last trial "
+                  f"{ab['after_last_trial'] / other['after_last_trial']:.2f}x; load average before "
+                  f"{load_before:.1f}, after {os.getloadavg()[0]:.1f}")
         print_timeline(ab)
         return
 
     t0 = time.time()
-    seq = [one_trial(units) for _ in range(args.trials)]
+    seq = [] if args.no_loop else [one_trial(units) for _ in range(args.trials)]
     seq_wall = time.time() - t0
 
     t0 = time.time()
@@ -124,15 +140,21 @@ def main() -> None:
     pool_wall = time.time() - t0
 
     ab = run_ablab(units, args.trials, cores)
+    other = run_ablab(units, args.trials, cores, args.compare) if args.compare else None
+    load_after = os.getloadavg()[0]
 
-    rows = [
-        ("sequential loop", seq_wall, sum(seq), 1),
+    rows = [("sequential loop", seq_wall, sum(seq), 1)] if seq else []
+    rows += [
         (f"multiprocessing.Pool({cores})", pool_wall, sum(par), cores),
         ("ablab run (local Ray + MLflow)", ab["wall"], ab["compute"], cores),
     ]
+    if other:
+        rows.append((f"ablab run with {args.compare}", other["wall"], other["compute"], cores))
     pool_eff = sum(par) / (pool_wall * cores)
     print(f"machine: {platform.processor() or platform.machine()}, {cores} cores; "
-          f"{args.trials} trials x ~{args.seconds:g} s CPU; command: python benchmarks/overhead.py --seconds {args.seconds:g}")
+          f"{args.trials} trials x ~{args.seconds:g} s CPU; command: python benchmarks/overhead.py --seconds {args.seconds:g}"
+          + (" --no-loop" if args.no_loop else "") + (f" --compare {args.compare}" if args.compare else "")
+          + f"; load average before: {load_before:.1f}, after: {load_after:.1f}")
     print()
     print("| runner | wall (s) | sum of trial CPU (s) | efficiency | vs Pool |")
     print("|---|---|---|---|---|")
@@ -147,6 +169,9 @@ def main() -> None:
     print(f"ablab, from first trial start to last trial end: efficiency {steady:.1%} "
           f"({steady / pool_eff:.2f}x Pool), {per_trial:.2f} s of core time per trial.")
     print_fixed_costs(ab)
+    if other:
+        print(f"with {args.compare}:")
+        print_fixed_costs(other)
     print_timeline(ab)
 
 
