@@ -13,7 +13,7 @@ cannot say (ranges), naming the field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from core.distill.augment import DiffAugment
 from core.distill.guidance import CosineOn, PTMAggregation, PTMLoss
@@ -111,7 +111,7 @@ class DistillConfig:
         require(self.eval_nets >= 1, self, "eval_nets", "must be >= 1")
         require(self.cross_arch_nets >= 0, self, "cross_arch_nets", "must be >= 0")
         require(self.eval_epochs >= 1, self, "eval_epochs", "must be >= 1")
-        require(self.precision in ("fp32", "bf16"), self, "precision", "must be fp32 or bf16")
+        require(self.precision in get_args(Precision), self, "precision", f"must be one of {get_args(Precision)}")
         if self.dsa_strategy:  # unknown ops fail here; 2D-only ops on 1D data fail in check()
             try:
                 DiffAugment(2, self.dsa_strategy)

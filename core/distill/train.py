@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,7 @@ class TrainConfig:
         require(self.epochs >= 1, self, "epochs", "must be >= 1")
         require(self.lr > 0, self, "lr", "must be > 0")
         require(self.batch_size >= 1, self, "batch_size", "must be >= 1")
-        require(self.precision in ("fp32", "bf16"), self, "precision", "must be fp32 or bf16")
+        require(self.precision in get_args(Precision), self, "precision", f"must be one of {get_args(Precision)}")
 
     @property
     def milestones(self) -> list[int]:
