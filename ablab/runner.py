@@ -13,6 +13,7 @@ rebuilds its memory from the records, and fresh callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -318,6 +319,11 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None, co
         # no reason to be reachable from the network. Ray reads this when it is imported,
         # and then takes the loopback address as the node's address.
         os.environ.setdefault(LOCAL_ONLY_ENV, "0")
+    # Set before Ray starts: a local Ray's workers inherit them (see ray_api).
+    from ablab.ray_api import trial_environment
+
+    for key, value in trial_environment().items():
+        os.environ.setdefault(key, value)
     # Under `ray job submit --working-dir`, the driver's folder is the job's unpacked
     # working_dir, which Ray replaces with a fresh copy when the job's workers start on this
     # node: the driver is left in a deleted folder. The sweep file's path is resolved before
@@ -341,14 +347,15 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None, co
     try:
         tracker = _tracker(prep)
         mark("mlflow store open")
-        return _run_locked(prep, tracker, live)
+        # a Ray started here, from this environment: its workers have the trials' variables
+        return _run_locked(prep, tracker, live, local_ray=own_ray and not address)
     finally:
         lock.release()
         if own_ray:
             _shut_down_ray()
 
 
-def _run_locked(prep: Prepared, tracker: Tracker, live: bool | None) -> str:
+def _run_locked(prep: Prepared, tracker: Tracker, live: bool | None, local_ray: bool = False) -> str:
     paths = prep.paths
     created = read_study_file(paths).get("created") if prep.resuming else None
     parent_id = _parent(prep, tracker)
@@ -362,7 +369,7 @@ def _run_locked(prep: Prepared, tracker: Tracker, live: bool | None) -> str:
     todo = [t for t in prep.trials if records[t.key].state not in ENDED]
     status = "finished"
     if todo:
-        status = _fit(prep, tracker, parent_id, todo, live)
+        status = _fit(prep, tracker, parent_id, todo, live, local_ray)
     mark("trials ended")
     from ablab.analysis import planned, select
 
@@ -380,7 +387,8 @@ def _run_locked(prep: Prepared, tracker: Tracker, live: bool | None) -> str:
     return status
 
 
-def _fit(prep: Prepared, tracker: Tracker, parent_id: str, todo: list[TrialSpec], live: bool | None) -> str:
+def _fit(prep: Prepared, tracker: Tracker, parent_id: str, todo: list[TrialSpec], live: bool | None,
+         local_ray: bool) -> str:
     from ablab import trial as trial_api
     from ablab.callbacks import StudyCallback
     from ablab.progress import ProgressCallback
@@ -390,6 +398,7 @@ def _fit(prep: Prepared, tracker: Tracker, parent_id: str, todo: list[TrialSpec]
         FailureConfig,
         JsonLoggerCallback,
         RunConfig,
+        actors_inherit_the_environment,
         TuneConfig,
         Tuner,
         tune,
@@ -427,10 +436,6 @@ def _fit(prep: Prepared, tracker: Tracker, parent_id: str, todo: list[TrialSpec]
     # experiment snapshots fires on every short trial that checkpoints each step.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Trials keep the working directory ablab was started in (Ray's default moves them into
-    # their trial folder), so relative paths in sweep files (data files, model folders) mean
-    # what they mean on the command line; Tune passes this variable on to every trial.
-    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     paths.tune_dir.mkdir(parents=True, exist_ok=True)
     run_name = f"run-{len(list(paths.tune_dir.glob('run-*'))) + 1}"
     tuner = Tuner(
@@ -460,7 +465,8 @@ def _fit(prep: Prepared, tracker: Tracker, parent_id: str, todo: list[TrialSpec]
         os.chdir(prep.launch_dir)
     mark("tuner built")
     try:
-        tuner.fit()
+        with actors_inherit_the_environment() if local_ray else contextlib.nullcontext():
+            tuner.fit()
     except KeyboardInterrupt:
         return "interrupted"
     return "finished"

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy
 from mlflow.entities import Metric
@@ -19,7 +20,7 @@ from mlflow.store.db.utils import _get_latest_schema_revision, _verify_schema
 from mlflow.tracking import MlflowClient
 
 from ablab import tracking
-from ablab.records import TrialState, load_records
+from ablab.records import StudyPaths, TrialState, load_records
 
 from .helpers import mlflow_runs, study_paths
 
@@ -151,7 +152,40 @@ def test_ablab_run_prints_the_table_first_and_returns_with_the_report_complete(w
     assert tracking.SHARED_VIEW_TAG + tracking.view_key(parents[0].info.run_id) in experiment.tags
     assert all(c.info.status == "FINISHED" for c in children)
 
+    # the trial actors ran in the worker processes Ray prestarts (one per CPU): no new ones
+    assert _python_workers(done.pid) == os.cpu_count()
+
     # the command stopped its own Ray: its GCS and raylet (named by the driver's pid) are gone
     head = subprocess.run(["pgrep", "-f", f"(gcs_server|raylet/raylet) .*session_[0-9_-]*_{done.pid}( |$)"],
                           capture_output=True, text=True)
     assert head.stdout == "", head.stdout
+
+
+def _python_workers(driver_pid: int) -> int:
+    """How many Python worker processes the Ray that the driver started ran (each writes its log)."""
+    sessions = list(Path("/tmp/ray").glob(f"session_*_{driver_pid}"))
+    assert len(sessions) == 1, sessions
+    return len(list((sessions[0] / "logs").glob("python-core-worker-*.log")))
+
+
+def test_trials_of_a_local_ray_run_in_its_prestarted_workers_in_the_launch_folder(cache, tmp_path):
+    """Trial actors of a Ray that `ablab run` starts need no runtime env (its workers inherit
+    the driver's environment), so they run in the workers Ray prestarts, and still in the
+    folder ablab was started in: a data file given by a relative path is found."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 12)).astype("float32")
+    np.savez(tmp_path / "tiny.npz", x_train=x, y_train=np.repeat(np.arange(3), 30), x_test=x[:30],
+             y_test=np.repeat(np.arange(3), 10))
+    (tmp_path / "s.yaml").write_text(
+        "name: rel\ntrainable: quickstart\nbase: {data: {name: npz, path: tiny.npz}, train: {epochs: 2}}\n"
+        "seeds: 2\nmetric: val/acc\nmode: max\nearly_stopping: none\n")
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    env.pop("RAY_CHDIR_TO_TRIAL_DIR", None)
+    done = subprocess.Popen([sys.executable, "-m", "ablab.cli", "run", "s.yaml", "--no-live"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = done.communicate(timeout=600)
+    assert done.returncode == 0, out
+    records = load_records(StudyPaths(tmp_path / "ablab_results", "rel"))  # the default storage
+    assert [r.state for r in records] == [TrialState.FINISHED] * 2, [r.error for r in records]
+    assert all(r.steps for r in records)
+    assert _python_workers(done.pid) == os.cpu_count()
