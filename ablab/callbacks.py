@@ -68,10 +68,14 @@ def outcome(trial) -> TrialState:
 
 
 class StudyCallback(Callback):
-    """Writes each trial's event log and mirrors it to its MLflow child run."""
+    """Writes each trial's event log and mirrors it to its MLflow child run.
+
+    The trial records come first: an event is on disk before MLflow hears of it. MLflow's
+    side (its import, the store, the parent run) is opened by the runner in a thread beside
+    the first trials (`opening`); the first event that needs it waits for it."""
 
     def __init__(self, storage: str, name: str, tracking_uri: str, experiment: str,
-                 artifact_location: str | None, parent_run_id: str):
+                 artifact_location: str | None, parent_run_id: str | None = None):
         self.storage = storage
         self.name = name
         self.tracking_uri = tracking_uri
@@ -85,14 +89,15 @@ class StudyCallback(Callback):
         state["_runtime"] = {}
         return state
 
-    def setup(self, **info):
-        from ablab.tracking import Tracker
+    def opening(self, tracking) -> None:
+        """`tracking`: a future of the runner's Tracking (its parent run's id)."""
+        self._runtime["opening"] = tracking
 
-        self._runtime["log"] = EventLog(StudyPaths(Path(self.storage), self.name))
-        self._runtime["tracker"] = Tracker(self.tracking_uri, self.experiment, self.artifact_location)
-        self._runtime["runs"] = {}
+    def setup(self, **info):
         from ablab.records import ended_trials
 
+        self._runtime["log"] = EventLog(StudyPaths(Path(self.storage), self.name))
+        self._runtime["runs"] = {}
         self._runtime["ended"] = set(ended_trials(StudyPaths(Path(self.storage), self.name)))
 
     def _skip(self, trial) -> bool:
@@ -104,12 +109,20 @@ class StudyCallback(Callback):
 
     @property
     def _tracker(self):
+        if "tracker" not in self._runtime:
+            from ablab.tracking import Tracker
+
+            opening = self._runtime.get("opening")
+            if opening is not None:
+                self.parent_run_id = opening.result().parent_id  # raises what opening MLflow raised
+            self._runtime["tracker"] = Tracker(self.tracking_uri, self.experiment, self.artifact_location)
         return self._runtime["tracker"]
 
     def _run_id(self, trial) -> str:
         runs = self._runtime["runs"]
         if trial.trial_id not in runs:
-            runs[trial.trial_id] = self._tracker.child(self.parent_run_id, self.name, labelled_spec(trial))
+            tracker = self._tracker  # first: it knows the parent run
+            runs[trial.trial_id] = tracker.child(self.parent_run_id, self.name, labelled_spec(trial))
         return runs[trial.trial_id]
 
     def on_trial_start(self, iteration, trials, trial, **info):

@@ -13,6 +13,7 @@ rebuilds its memory from the records, and fresh callbacks.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -232,9 +233,12 @@ def _warm_up_tracking(uri: str) -> None:
         pass
 
 
+def _experiment(prep: Prepared) -> str:
+    return prep.study.tracking.experiment or prep.study.name
+
+
 def _tracker(prep: Prepared) -> Tracker:
-    return Tracker(prep.tracking_uri, prep.study.tracking.experiment or prep.study.name,
-                   artifact_location=_artifacts(prep))
+    return Tracker(prep.tracking_uri, _experiment(prep), artifact_location=_artifacts(prep))
 
 
 def _artifacts(prep: Prepared) -> str | None:
@@ -268,7 +272,7 @@ def _last_checkpoint(paths: StudyPaths, trial_ids: list[str], last_step: int | N
     return best[2] if best else None
 
 
-def _study_record(prep: Prepared, tracker: Tracker, parent_id: str, created: str | None = None) -> dict:
+def _study_record(prep: Prepared, parent_id: str | None, created: str | None = None) -> dict:
     study = prep.study
     return {
         "name": study.name,
@@ -276,7 +280,7 @@ def _study_record(prep: Prepared, tracker: Tracker, parent_id: str, created: str
         "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "source_file": str(Path(prep.file).resolve()),
         "tracking_uri": prep.tracking_uri,
-        "experiment": tracker.experiment_name,
+        "experiment": _experiment(prep),
         "parent_run_id": parent_id,
         "directions": prep.directions,
         "settings": study.model_dump(mode="json", exclude={"base", "grid", "ablations"}),
@@ -284,14 +288,13 @@ def _study_record(prep: Prepared, tracker: Tracker, parent_id: str, created: str
     }
 
 
-def _parent(prep: Prepared, tracker: Tracker) -> str:
+def _parent(prep: Prepared, tracker: Tracker, previous: dict) -> str:
     """The study's MLflow parent run: reopened, or (new study, lost or new store) created,
     with the children of trials already recorded rebuilt from their records."""
     paths, study = prep.paths, prep.study
     if prep.resuming:
-        record = read_study_file(paths)
-        parent_id = record.get("parent_run_id")
-        if parent_id and record.get("tracking_uri") == prep.tracking_uri and recovery.has_run(tracker, parent_id):
+        parent_id = previous.get("parent_run_id")
+        if parent_id and previous.get("tracking_uri") == prep.tracking_uri and recovery.has_run(tracker, parent_id):
             tracker.reopen_parent(parent_id)
             closed = tracker.close_orphans(parent_id)
             if closed:
@@ -329,11 +332,7 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None, co
     # node: the driver is left in a deleted folder. The sweep file's path is resolved before
     # Ray starts, and the driver re-enters its folder by name before Tune runs.
     prep = dataclasses.replace(prep, file=str(Path(prep.file).resolve()), launch_dir=os.getcwd())
-    warm_up = threading.Thread(target=_warm_up_tracking, args=(prep.tracking_uri,), daemon=True,
-                               name="ablab-warm-up")
-    warm_up.start()
     own_ray = check_before_start(prep, address)
-    warm_up.join()
     lock = lock_mod.acquire(prep.paths, command)
     if not prep.resuming and prep.paths.study_file.exists():
         # another run created the study between our checks and the lock
@@ -345,22 +344,45 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None, co
     if announce is not None:
         announce("continuing" if prep.resuming else "starting")
     try:
-        tracker = _tracker(prep)
-        mark("mlflow store open")
         # a Ray started here, from this environment: its workers have the trials' variables
-        return _run_locked(prep, tracker, live, local_ray=own_ray and not address)
+        return _run_locked(prep, live, local_ray=own_ray and not address)
     finally:
         lock.release()
         if own_ray:
             _shut_down_ray()
 
 
-def _run_locked(prep: Prepared, tracker: Tracker, live: bool | None, local_ray: bool = False) -> str:
-    paths = prep.paths
-    created = read_study_file(paths).get("created") if prep.resuming else None
-    parent_id = _parent(prep, tracker)
-    write_json_atomic(paths.study_file, _study_record(prep, tracker, parent_id, created))
+@dataclass(frozen=True)
+class Tracking:
+    """The study's MLflow side once it is open: its tracker and parent run."""
+
+    tracker: Tracker
+    parent_id: str
+
+
+def _open_tracking(prep: Prepared, previous: dict) -> Tracking:
+    """MLflow's store and the study's parent run (created, or reopened with its children
+    rebuilt), then the study record with the parent's id. Run in a thread beside the first
+    trials: importing MLflow alone is seconds of the driver's time, and nothing a trial
+    does waits for it (the callback writes each event to the trial records first, and
+    mirrors it to MLflow once this is done)."""
+    tracker = _tracker(prep)
+    mark("mlflow store open")
+    parent_id = _parent(prep, tracker, previous)
+    write_json_atomic(prep.paths.study_file, _study_record(prep, parent_id, previous.get("created")))
     mark("parent run and study record")
+    return Tracking(tracker, parent_id)
+
+
+def _run_locked(prep: Prepared, live: bool | None, local_ray: bool = False) -> str:
+    paths = prep.paths
+    previous = read_study_file(paths) if prep.resuming else {}
+    # The record is on disk before any trial starts (what makes the folder a study that
+    # `--resume` continues); the thread rewrites it with the parent run's id.
+    write_json_atomic(paths.study_file, _study_record(prep, previous.get("parent_run_id"), previous.get("created")))
+    opening = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ablab-tracking")
+    tracking = opening.submit(_open_tracking, prep, previous)
+    opening.shutdown(wait=False)
     if prep.report_changes:
         print(f"changed since the last run: {', '.join(prep.report_changes)} (the report only): "
               "no trial runs again for it")
@@ -368,8 +390,11 @@ def _run_locked(prep: Prepared, tracker: Tracker, live: bool | None, local_ray: 
     records = {r.spec.key: r for r in load_records(paths, live=False)}
     todo = [t for t in prep.trials if records[t.key].state not in ENDED]
     status = "finished"
-    if todo:
-        status = _fit(prep, tracker, parent_id, todo, live, local_ray)
+    try:
+        if todo:
+            status = _fit(prep, tracking, todo, live, local_ray)
+    finally:
+        done = tracking.result()  # raises what opening MLflow raised
     mark("trials ended")
     from ablab.analysis import planned, select
 
@@ -380,14 +405,14 @@ def _run_locked(prep: Prepared, tracker: Tracker, live: bool | None, local_ray: 
         elif any(r.state == TrialState.FAILED for r in final):
             status = "failed"
     # children of trials cut short by Ctrl-C are closed as KILLED; a resumed trial reopens its own
-    tracker.close_orphans(parent_id)
-    tracker.tag_selected(parent_id, select(prep.study, [r for r in final if r.state.is_done]))
-    tracker.end_parent(parent_id, "KILLED" if status == "interrupted" else "FINISHED")
+    done.tracker.close_orphans(done.parent_id)
+    done.tracker.tag_selected(done.parent_id, select(prep.study, [r for r in final if r.state.is_done]))
+    done.tracker.end_parent(done.parent_id, "KILLED" if status == "interrupted" else "FINISHED")
     mark("mlflow runs closed")
     return status
 
 
-def _fit(prep: Prepared, tracker: Tracker, parent_id: str, todo: list[TrialSpec], live: bool | None,
+def _fit(prep: Prepared, tracking: concurrent.futures.Future, todo: list[TrialSpec], live: bool | None,
          local_ray: bool) -> str:
     from ablab import trial as trial_api
     from ablab.callbacks import StudyCallback
@@ -409,8 +434,10 @@ def _fit(prep: Prepared, tracker: Tracker, parent_id: str, todo: list[TrialSpec]
     study, paths = prep.study, prep.paths
     storage = str(paths.storage.resolve())
     study_dir = str(paths.dir.resolve())
+    study_callback = StudyCallback(storage, study.name, prep.tracking_uri, _experiment(prep), _artifacts(prep))
+    study_callback.opening(tracking)
     callbacks = [
-        StudyCallback(storage, study.name, prep.tracking_uri, tracker.experiment_name, _artifacts(prep), parent_id),
+        study_callback,
         ProgressCallback(study.name, study.metric, study.mode, len(prep.trials), live=live, storage=storage),
         # Ray Tune's own logs in each trial folder (progress.csv, result.json), as by default;
         # its default TensorBoard logger is left out: it imports torch into the driver (seconds
