@@ -8,7 +8,7 @@ and its end state, so the UI shows what the records hold.
 
 from __future__ import annotations
 
-from ablab.tracking import Tracker
+from ablab.tracking import TAG_KEY, TAG_STATE, Tracker
 from ablab.types import TrialRecord, TrialState, context_label
 
 
@@ -26,17 +26,49 @@ def rebuild_children(tracker: Tracker, parent_id: str, study_name: str, records:
     for rec in records:
         if rec.state == TrialState.PENDING:
             continue
-        spec = rec.spec.to_json() | {"context_label": context_label(rec.spec.context)}
+        spec = _spec(rec)
         run_id = tracker.child(parent_id, study_name, spec)
         for step in rec.steps:
             tracker.log_metrics(run_id, rec.history[step], step)
-        if rec.state.is_done:
-            tracker.end_child(run_id, spec, rec.state.value, rec.error,
-                              last_step=rec.steps[-1] if rec.steps else None)
-        else:
-            tracker.end_child(run_id, spec, "killed")
+        _end(tracker, run_id, spec, rec)
         n += 1
     return n
+
+
+def settle_children(tracker: Tracker, parent_id: str, study_name: str, records: list[TrialRecord]) -> int:
+    """The children of trials whose records have ended, made to say so: a driver killed
+    between a trial's end in its record and in MLflow (or before its child was written)
+    leaves the child open, and the trial does not run again to close it. Returns how many
+    were mended."""
+    children = {run.data.tags.get(TAG_KEY): run for run in tracker.children(parent_id)}
+    n = 0
+    for rec in records:
+        if not rec.state.is_done:
+            continue
+        run = children.get(rec.spec.key)
+        if run is not None and run.data.tags.get(TAG_STATE) == rec.state.value:
+            continue
+        spec = _spec(rec)
+        run_id = tracker.child(parent_id, study_name, spec)
+        key = next(iter(rec.history[rec.steps[-1]]), None) if rec.steps else None
+        logged = {m.step for m in tracker.client.get_metric_history(run_id, key)} if run is not None and key else set()
+        for step in rec.steps:
+            if step not in logged:
+                tracker.log_metrics(run_id, rec.history[step], step)
+        _end(tracker, run_id, spec, rec)
+        n += 1
+    return n
+
+
+def _spec(rec: TrialRecord) -> dict:
+    return rec.spec.to_json() | {"context_label": context_label(rec.spec.context)}
+
+
+def _end(tracker: Tracker, run_id: str, spec: dict, rec: TrialRecord) -> None:
+    if rec.state.is_done:
+        tracker.end_child(run_id, spec, rec.state.value, rec.error, last_step=rec.steps[-1] if rec.steps else None)
+    else:
+        tracker.end_child(run_id, spec, "killed")
 
 
 def study_runs(paths):

@@ -297,8 +297,10 @@ def _parent(prep: Prepared, tracker: Tracker, previous: dict) -> str:
         if parent_id and previous.get("tracking_uri") == prep.tracking_uri and recovery.has_run(tracker, parent_id):
             tracker.reopen_parent(parent_id)
             closed = tracker.close_orphans(parent_id)
-            if closed:
-                print(f"closed {closed} MLflow child run(s) left RUNNING by an interrupted driver")
+            mended = recovery.settle_children(tracker, parent_id, study.name, load_records(paths, live=False))
+            if closed or mended:
+                print(f"closed {closed} MLflow child run(s) left RUNNING by an interrupted driver"
+                      + (f"; {mended} of trials that had ended now say how they ended" if mended else ""))
             return parent_id
     paths.sweep_file.write_text(yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))
     parent_id = tracker.start_parent(

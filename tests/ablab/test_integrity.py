@@ -117,6 +117,35 @@ def test_a_lost_mlflow_store_is_rebuilt_from_the_records(write_sweep):
         assert child.info.status == "FINISHED"
 
 
+def test_children_left_open_by_a_driver_killed_after_their_trials_ended_are_settled(write_sweep):
+    """A driver killed between a trial's end in its record and in MLflow leaves the child
+    RUNNING (or unwritten), and the trial never runs again to close it: the next run makes
+    MLflow say what the records say, without logging a step twice."""
+    sweep = write_sweep(SWEEP.format(name="settle"))
+    paths = study_paths(sweep, "settle")
+    first = _ablab("run", str(sweep), "--no-live")
+    out = first.communicate(timeout=600)[0]
+    assert first.returncode == 0, out
+    before = {r.spec.key: r.history for r in load_records(paths)}
+    client, _, children = mlflow_runs(paths)
+    left_open, unwritten = children
+    client.set_tag(left_open.info.run_id, "ablab.state", "running")
+    client.update_run(left_open.info.run_id, status="RUNNING")
+    client.delete_run(unwritten.info.run_id)
+
+    again = _ablab("run", str(sweep), "--no-live")
+    out = again.communicate(timeout=600)[0]
+    assert again.returncode == 0, out
+    assert "2 of trials that had ended now say how they ended" in out
+    client, parents, children = mlflow_runs(paths)
+    assert len(parents) == 1 and len(children) == 2
+    for child in children:
+        assert child.info.status == "FINISHED" and child.data.tags["ablab.state"] == "finished"
+        history = before[child.data.tags["ablab.trial_key"]]
+        logged = client.get_metric_history(child.info.run_id, "val/score")
+        assert sorted((m.step, m.value) for m in logged) == sorted((s, h["val/score"]) for s, h in history.items())
+
+
 def test_settings_that_change_results_are_in_the_fingerprint(ray_session, write_sweep, capsys):
     sweep = write_sweep(SWEEP.format(name="fp"))
     assert main(["run", str(sweep), "--no-live"]) == 0

@@ -88,7 +88,7 @@ def test_sigkill_driver_then_resume(write_sweep):
     _, parents, children = mlflow_runs(paths)
     assert len(parents) == 1
     assert len(children) == 6 and len({c.data.tags["ablab.trial_key"] for c in children}) == 6
-    assert all(c.info.status == "FINISHED" for c in children)
+    assert all(c.info.status == "FINISHED" for c in children), ([(c.info.run_name, c.info.status, c.data.tags.get("ablab.state")) for c in children], out)
     assert parents[0].info.status == "FINISHED"
 
 
