@@ -214,25 +214,6 @@ def check_before_start(prep: Prepared, address: str | None) -> bool:
     return started
 
 
-def _warm_up_tracking(uri: str) -> None:
-    """While Ray starts (its processes start; the driver mostly waits): MLflow imported, and
-    a new SQLite store's schema template built if this is the first study of these MLflow
-    versions. Writes nothing in the study folder: the store is
-    created from the template under the study's lock. A failure here only loses the head
-    start, and shows again where the work is done for real."""
-    try:
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # noqa: F401
-        from mlflow.tracking import MlflowClient  # noqa: F401
-
-        from ablab import tracking
-
-        path = tracking.sqlite_path(uri)
-        if path is not None and not path.exists():
-            tracking.schema_template()
-    except Exception:  # noqa: BLE001
-        pass
-
-
 def _experiment(prep: Prepared) -> str:
     return prep.study.tracking.experiment or prep.study.name
 
