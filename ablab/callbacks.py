@@ -70,18 +70,16 @@ def outcome(trial) -> TrialState:
 class StudyCallback(Callback):
     """Writes each trial's event log and mirrors it to its MLflow child run.
 
-    The trial records come first: an event is on disk before MLflow hears of it. MLflow's
-    side (its import, the store, the parent run) is opened by the runner in a thread beside
-    the first trials (`opening`); the first event that needs it waits for it."""
+    The trial records come first: an event is on disk before MLflow hears of it. The
+    MLflow calls go to the runner's `Mirror` (ablab/mirror.py), which runs them on a thread
+    of their own, in order; it is opened once the first wave of trials has started
+    (`first_wave`: as many as can run at once), so that they start without waiting for it.
+    """
 
-    def __init__(self, storage: str, name: str, tracking_uri: str, experiment: str,
-                 artifact_location: str | None, parent_run_id: str | None = None):
+    def __init__(self, storage: str, name: str, first_wave: int):
         self.storage = storage
         self.name = name
-        self.tracking_uri = tracking_uri
-        self.experiment = experiment
-        self.artifact_location = artifact_location
-        self.parent_run_id = parent_run_id
+        self.first_wave = first_wave
         self._runtime: dict[str, Any] = {}
 
     def __getstate__(self):
@@ -89,15 +87,16 @@ class StudyCallback(Callback):
         state["_runtime"] = {}
         return state
 
-    def opening(self, tracking) -> None:
-        """`tracking`: a future of the runner's Tracking (its parent run's id)."""
-        self._runtime["opening"] = tracking
+    def attach(self, mirror) -> None:
+        """`mirror`: the runner's Mirror of the study's MLflow side (its Tracking)."""
+        self._runtime["mirror"] = mirror
 
     def setup(self, **info):
         from ablab.records import ended_trials
 
         self._runtime["log"] = EventLog(StudyPaths(Path(self.storage), self.name))
-        self._runtime["runs"] = {}
+        self._runtime["runs"] = {}  # trial id -> MLflow run id, used on the mirror's thread only
+        self._runtime["started"] = 0
         self._runtime["ended"] = set(ended_trials(StudyPaths(Path(self.storage), self.name)))
 
     def _skip(self, trial) -> bool:
@@ -107,23 +106,18 @@ class StudyCallback(Callback):
     def _log(self) -> EventLog:
         return self._runtime["log"]
 
-    @property
-    def _tracker(self):
-        if "tracker" not in self._runtime:
-            from ablab.tracking import Tracker
+    def _on_child(self, trial, call=None) -> None:
+        """`call(tracker, run_id)` for the trial's child run, on the mirror's thread; the
+        child is created (or found again) there first if this run has not seen it yet."""
+        runs, trial_id, spec = self._runtime["runs"], trial.trial_id, labelled_spec(trial)
 
-            opening = self._runtime.get("opening")
-            if opening is not None:
-                self.parent_run_id = opening.result().parent_id  # raises what opening MLflow raised
-            self._runtime["tracker"] = Tracker(self.tracking_uri, self.experiment, self.artifact_location)
-        return self._runtime["tracker"]
+        def mirrored(tracking):
+            if call is None or trial_id not in runs:
+                runs[trial_id] = tracking.tracker.child(tracking.parent_id, self.name, spec)
+            if call is not None:
+                call(tracking.tracker, runs[trial_id])
 
-    def _run_id(self, trial) -> str:
-        runs = self._runtime["runs"]
-        if trial.trial_id not in runs:
-            tracker = self._tracker  # first: it knows the parent run
-            runs[trial.trial_id] = tracker.child(self.parent_run_id, self.name, labelled_spec(trial))
-        return runs[trial.trial_id]
+        self._runtime["mirror"].submit(mirrored)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         if self._skip(trial):
@@ -131,7 +125,10 @@ class StudyCallback(Callback):
         spec = spec_of(trial)
         public = {k: v for k, v in spec.items() if k not in ("trainable", "stage_root", "study_dir")}
         self._log.append(trial.trial_id, {"event": "start", "spec": public, "node": trial.node_ip})
-        self._run_id(trial)
+        self._on_child(trial)  # its child run (RUNNING again if it exists)
+        self._runtime["started"] += 1
+        if self._runtime["started"] >= self.first_wave:
+            self._runtime["mirror"].start()
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         if self._skip(trial):
@@ -141,16 +138,18 @@ class StudyCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if self._skip(trial):
             return
+        self._runtime["mirror"].start()  # a trial of the first wave reports: the wave is out
         if CONFIG_ERROR_KEY in result:  # a config that cannot work: one failure, no retry
             error = str(result[CONFIG_ERROR_KEY])
             self._log.append(trial.trial_id, {"event": "end", "state": "failed", "error": error})
-            self._tracker.end_child(self._run_id(trial), labelled_spec(trial), "failed", error)
+            spec = labelled_spec(trial)
+            self._on_child(trial, lambda tracker, run_id: tracker.end_child(run_id, spec, "failed", error))
             return
         metrics = metrics_of(result)
         step = int(result.get(STEP_KEY, result.get("training_iteration", 0)))
         self._log.append(trial.trial_id, {"event": "result", "step": step, "metrics": metrics,
                                           "node": result.get(NODE_KEY)})
-        self._tracker.log_metrics(self._run_id(trial), metrics, step)
+        self._on_child(trial, lambda tracker, run_id: tracker.log_metrics(run_id, metrics, step))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if self._skip(trial):
@@ -161,18 +160,25 @@ class StudyCallback(Callback):
         self._log.append(trial.trial_id, {"event": "end", "state": state.value})
         self._log_artifacts(trial)
         last = (trial.last_result or {}).get(STEP_KEY, (trial.last_result or {}).get("training_iteration"))
-        self._tracker.end_child(self._run_id(trial), labelled_spec(trial), state.value, last_step=last)
+        spec = labelled_spec(trial)
+        self._on_child(trial, lambda tracker, run_id: tracker.end_child(run_id, spec, state.value, last_step=last))
 
     def _log_artifacts(self, trial) -> None:
         """Files the trial wrote to `trial.artifact_dir()`, logged from the driver."""
         from ablab.trial import safe_name
 
-        folder = StudyPaths(Path(self.storage), self.name).dir / "artifacts" / safe_name(spec_of(trial)["key"])
-        if folder.is_dir() and any(folder.iterdir()):
+        key = spec_of(trial)["key"]
+        folder = StudyPaths(Path(self.storage), self.name).dir / "artifacts" / safe_name(key)
+        if not (folder.is_dir() and any(folder.iterdir())):
+            return
+
+        def log(tracker, run_id):
             try:
-                self._tracker.client.log_artifacts(self._run_id(trial), str(folder))
+                tracker.client.log_artifacts(run_id, str(folder))
             except Exception as exc:  # noqa: BLE001 - a picture must not fail the study
-                print(f"could not log artifacts of {spec_of(trial)['key']} to MLflow: {exc}")
+                print(f"could not log artifacts of {key} to MLflow: {exc}")
+
+        self._on_child(trial, log)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self._skip(trial):
@@ -180,4 +186,5 @@ class StudyCallback(Callback):
         error = error_of(trial)
         self._log.append(trial.trial_id, {"event": "end", "state": "failed", "error": error})
         self._log_artifacts(trial)
-        self._tracker.end_child(self._run_id(trial), labelled_spec(trial), "failed", error)
+        spec = labelled_spec(trial)
+        self._on_child(trial, lambda tracker, run_id: tracker.end_child(run_id, spec, "failed", error))

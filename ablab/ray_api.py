@@ -24,6 +24,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 
 __all__ = [
     "actors_inherit_the_environment",
+    "no_callback_census",
     "ray",
     "tune",
     "Callback",
@@ -86,3 +87,34 @@ def trial_environment() -> dict[str, str]:
         "RAY_CHDIR_TO_TRIAL_DIR": "0",
         **getattr(class_cache, "DEFAULT_ENV_VARS", {}),  # Ray Tune's own (PL_DISABLE_FORK)
     }
+
+
+@contextlib.contextmanager
+def no_callback_census():
+    """Within it, Ray Tune does not count the run's callbacks for its usage statistics.
+
+    To count them by class, Ray imports every logger integration it knows (MLflow, W&B,
+    Comet, Aim): over a second of imports in the driver before the first trial starts,
+    done even when usage statistics are off, and then never sent. ablab turns them off
+    (ablab/__init__.py), so it skips the count; if they are on, it is left alone. If a Ray
+    version moves the function, nothing is changed."""
+    try:
+        from ray._common.usage import usage_lib
+    except ImportError:
+        usage_lib = None
+    try:
+        from ray.air._internal import usage as air_usage
+
+        tag_callbacks = air_usage.tag_callbacks
+    except (ImportError, AttributeError):
+        yield
+        return
+    enabled = getattr(usage_lib, "usage_stats_enabled", lambda: True)
+    if enabled():
+        yield
+        return
+    air_usage.tag_callbacks = lambda callbacks: False
+    try:
+        yield
+    finally:
+        air_usage.tag_callbacks = tag_callbacks

@@ -13,7 +13,6 @@ rebuilds its memory from the records, and fresh callbacks.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -345,10 +344,8 @@ class Tracking:
 
 def _open_tracking(prep: Prepared, previous: dict) -> Tracking:
     """MLflow's store and the study's parent run (created, or reopened with its children
-    rebuilt), then the study record with the parent's id. Run in a thread beside the first
-    trials: importing MLflow alone is seconds of the driver's time, and nothing a trial
-    does waits for it (the callback writes each event to the trial records first, and
-    mirrors it to MLflow once this is done)."""
+    mended), then the study record with the parent's id. Run by the study's Mirror, on its
+    thread, once the first trials have started (ablab/mirror.py says why)."""
     tracker = _tracker(prep)
     mark("mlflow store open")
     parent_id = _parent(prep, tracker, previous)
@@ -358,14 +355,14 @@ def _open_tracking(prep: Prepared, previous: dict) -> Tracking:
 
 
 def _run_locked(prep: Prepared, live: bool | None, local_ray: bool = False) -> str:
+    from ablab.mirror import Mirror
+
     paths = prep.paths
     previous = read_study_file(paths) if prep.resuming else {}
     # The record is on disk before any trial starts (what makes the folder a study that
-    # `--resume` continues); the thread rewrites it with the parent run's id.
+    # `--resume` continues); the mirror rewrites it with the parent run's id.
     write_json_atomic(paths.study_file, _study_record(prep, previous.get("parent_run_id"), previous.get("created")))
-    opening = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ablab-tracking")
-    tracking = opening.submit(_open_tracking, prep, previous)
-    opening.shutdown(wait=False)
+    mirror: Mirror[Tracking] = Mirror(lambda: _open_tracking(prep, previous))
     if prep.report_changes:
         print(f"changed since the last run: {', '.join(prep.report_changes)} (the report only): "
               "no trial runs again for it")
@@ -375,9 +372,9 @@ def _run_locked(prep: Prepared, live: bool | None, local_ray: bool = False) -> s
     status = "finished"
     try:
         if todo:
-            status = _fit(prep, tracking, todo, live, local_ray)
+            status = _fit(prep, mirror, todo, live, local_ray)
     finally:
-        done = tracking.result()  # raises what opening MLflow raised
+        done = mirror.close()  # every MLflow call made; raises the first that failed
     mark("trials ended")
     from ablab.analysis import planned, select
 
@@ -395,7 +392,7 @@ def _run_locked(prep: Prepared, live: bool | None, local_ray: bool = False) -> s
     return status
 
 
-def _fit(prep: Prepared, tracking: concurrent.futures.Future, todo: list[TrialSpec], live: bool | None,
+def _fit(prep: Prepared, mirror, todo: list[TrialSpec], live: bool | None,
          local_ray: bool) -> str:
     from ablab import trial as trial_api
     from ablab.callbacks import StudyCallback
@@ -407,6 +404,7 @@ def _fit(prep: Prepared, tracking: concurrent.futures.Future, todo: list[TrialSp
         JsonLoggerCallback,
         RunConfig,
         actors_inherit_the_environment,
+        no_callback_census,
         TuneConfig,
         Tuner,
         tune,
@@ -417,8 +415,8 @@ def _fit(prep: Prepared, tracking: concurrent.futures.Future, todo: list[TrialSp
     study, paths = prep.study, prep.paths
     storage = str(paths.storage.resolve())
     study_dir = str(paths.dir.resolve())
-    study_callback = StudyCallback(storage, study.name, prep.tracking_uri, _experiment(prep), _artifacts(prep))
-    study_callback.opening(tracking)
+    study_callback = StudyCallback(storage, study.name, first_wave=_first_wave(study, len(todo)))
+    study_callback.attach(mirror)
     callbacks = [
         study_callback,
         ProgressCallback(study.name, study.metric, study.mode, len(prep.trials), live=live, storage=storage),
@@ -475,11 +473,22 @@ def _fit(prep: Prepared, tracking: concurrent.futures.Future, todo: list[TrialSp
         os.chdir(prep.launch_dir)
     mark("tuner built")
     try:
-        with actors_inherit_the_environment() if local_ray else contextlib.nullcontext():
+        with no_callback_census(), actors_inherit_the_environment() if local_ray else contextlib.nullcontext():
             tuner.fit()
     except KeyboardInterrupt:
         return "interrupted"
     return "finished"
+
+
+def _first_wave(study: Study, trials: int) -> int:
+    """How many trials start at once: the cluster's CPUs (or GPUs) over a trial's share,
+    capped by max_concurrent and the number of trials."""
+    from ablab.ray_api import ray
+
+    total = ray.cluster_resources()
+    fits = [int(total.get(res, 0) // need) for res, need in (("CPU", study.resources.cpu), ("GPU", study.resources.gpu))
+            if need]
+    return max(1, min([trials, study.max_concurrent or trials, *fits]))
 
 
 def _logs_by_key(paths: StudyPaths) -> dict[str, list[str]]:
