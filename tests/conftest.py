@@ -42,6 +42,7 @@ LONGEST_FIRST = {  # node id prefix -> rough seconds
     "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[reasoning_compute_matched_smoke]": 160,
     "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[distill_loss_smoke]": 120,
     "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[distill_aggregation_smoke]": 100,
+    "tests/vllm/test_vllm_sweep.py": 95,  # first in its group: its own server is not beside the session's
     "tests/vllm/": 90,
     "tests/ablab/test_resume.py": 60,
     "tests/ablab/test_cluster.py": 30,
