@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 #   machine; only their order matters, and a test missing here just runs later.
 ONE_WORKER_FILES = (
     "tests/ablab/test_ui_browser.py",     # a study run once for the module
+    "tests/ablab/test_cluster.py",        # a two-node cluster for the module
     "tests/trainables/test_reasoning.py",  # two HF model folders for the module
     "tests/core/distill/test_distiller.py",  # a distilled set for the module
     "tests/core/distill/test_references.py",
