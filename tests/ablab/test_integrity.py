@@ -37,10 +37,10 @@ def _ablab(*args: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def test_a_second_run_of_a_study_in_progress_exits_2_naming_the_pid(ray_session, write_sweep, capsys):
+def test_a_second_run_of_a_study_in_progress_exits_2_naming_the_pid(write_sweep, capsys):
     sweep = write_sweep(SWEEP.format(name="busy").replace("steps: 3", "steps: 40, sleep_seconds: 0.5"))
     paths = study_paths(sweep, "busy")
-    first = _ablab("run", str(sweep), "--no-live", "--address", ray_address(ray_session))
+    first = _ablab("run", str(sweep), "--no-live")
     try:
         deadline = time.time() + 180
         while not (paths.trials_dir.exists() and any(paths.trials_dir.glob("*.jsonl"))) \
