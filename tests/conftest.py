@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -69,6 +70,16 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: -_weight(item.nodeid))
 
 
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_left_behind():
+    """A test that leaves MLFLOW_TRACKING_URI in os.environ (``mlflow.set_tracking_uri`` sets
+    it) sends every later `ablab run` subprocess of its worker to that store: an error here,
+    naming the test, rather than failures in whichever tests run after it."""
+    yield
+    leaked = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    assert leaked is None, f"the test left MLFLOW_TRACKING_URI={leaked} in os.environ"
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     import ray
@@ -130,10 +141,28 @@ def mlflow_server(tmp_path):
                 time.sleep(1)
         yield url
     finally:
-        proc.terminate()  # exactly the process we started
+        # the server and its workers, exactly the session we started: SIGTERM to the parent
+        # alone took 10-20 s and left the workers running
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            pass
+        deadline = time.time() + 5
+        while _group_alive(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        if _group_alive(proc.pid):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
