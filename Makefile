@@ -15,8 +15,12 @@ STUDY ?= sweeps/quickstart.yaml
 run: $(STAMP)
 	$(VENV)/bin/ablab run $(STUDY) $(ARGS)
 
+# Two pytest-xdist workers (the suite mostly waits: Ray and MLflow start-ups, sleeping
+# trials, ssh, pip); files that share a fixture stay on one worker and the longest tests
+# start first (tests/conftest.py). TEST_WORKERS=0: one process, as before.
+TEST_WORKERS ?= 2
 test: $(STAMP) browser
-	RAY_AUTH_MODE=disabled $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	RAY_AUTH_MODE=disabled $(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The UI tests drive Debian's headless Chromium with selenium (Playwright's own browser
 # download does not work here). Installed once, with apt (as root, or through sudo).

@@ -22,3 +22,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def ray_address(ray) -> str:
+    """The address of the session's Ray (the ``ray_session`` fixture), for an ``ablab run``
+    subprocess to join with ``--address`` instead of starting its own Ray (seconds each).
+    Tests of what a driver does with the Ray it started itself (SIGKILL of the process
+    group, Ctrl-C) do not join."""
+    return ray.get_runtime_context().gcs_address

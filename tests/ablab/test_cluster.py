@@ -17,9 +17,11 @@ from .helpers import mlflow_runs, study_paths
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_nodes():
-    """A head and a second node, each 1 CPU, as separate raylets; stopped exactly (no `ray stop`)."""
+    """A head and a second node, each 1 CPU, as separate raylets; stopped exactly (no `ray stop`).
+    One cluster for the module (a start-up is seconds): the spread test leaves it as it
+    found it, and the test that removes the worker comes last."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})

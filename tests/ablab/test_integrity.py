@@ -14,7 +14,7 @@ import pytest
 from ablab.cli import main
 from ablab.records import TrialState, load_records
 
-from .helpers import mlflow_runs, study_paths
+from .helpers import mlflow_runs, ray_address, study_paths
 
 pytestmark = pytest.mark.slow
 
@@ -94,17 +94,18 @@ def test_a_torn_last_line_is_recovered_and_the_trial_runs_again(ray_session, wri
     assert all(c.info.status == "FINISHED" for c in children)
 
 
-def test_a_lost_mlflow_store_is_rebuilt_from_the_records(write_sweep):
+def test_a_lost_mlflow_store_is_rebuilt_from_the_records(ray_session, write_sweep):
     # in subprocesses: MLflow keeps one SQLite engine per URI and process, and a user's
-    # second run is a new process
+    # second run is a new process (both join the session's Ray)
     sweep = write_sweep(SWEEP.format(name="lost"))
     paths = study_paths(sweep, "lost")
-    first = _ablab("run", str(sweep), "--no-live")
+    address = ray_address(ray_session)
+    first = _ablab("run", str(sweep), "--no-live", "--address", address)
     out = first.communicate(timeout=600)[0]
     assert first.returncode == 0, out
     before = {r.spec.key: r.history for r in load_records(paths)}
     paths.mlflow_db.unlink()
-    again = _ablab("run", str(sweep), "--no-live")
+    again = _ablab("run", str(sweep), "--no-live", "--address", address)
     out = again.communicate(timeout=600)[0]
     assert again.returncode == 0, out
     assert "rebuilt the parent and 2 child run(s)" in out
@@ -173,10 +174,11 @@ def test_metric_directions_are_saved_at_prepare_time(ray_session, write_sweep):
         "val/score": "max", "test/score": "max", "train/loss": "min", "time/work_s": "min"}
 
 
-def test_two_runs_of_one_study_started_together(write_sweep):
+def test_two_runs_of_one_study_started_together(ray_session, write_sweep):
     sweep = write_sweep(SWEEP.format(name="twice").replace("steps: 3", "steps: 4, sleep_seconds: 0.3"))
     paths = study_paths(sweep, "twice")
-    runs = [_ablab("run", str(sweep), "--no-live") for _ in range(2)]
+    # two users' runs on one cluster (the session's Ray): only the lock decides
+    runs = [_ablab("run", str(sweep), "--no-live", "--address", ray_address(ray_session)) for _ in range(2)]
     outs = [r.communicate(timeout=600)[0] for r in runs]
     codes = sorted(r.returncode for r in runs)
     assert codes == [0, 2], outs

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -65,13 +66,14 @@ OUTCOMES = {
 
 
 @pytest.fixture
-def study(tmp_path) -> StudyPaths:
+def study(tmp_path, mlflow_template) -> StudyPaths:
     sweep = tmp_path / "hand.yaml"
     sweep.write_text(textwrap.dedent(SWEEP) + f"\nstorage: {tmp_path / 'results'}\n")
     spec = load_study(sweep)
     trials = expand(spec, str(sweep))
     paths = StudyPaths(tmp_path / "results", "hand")
     paths.dir.mkdir(parents=True)
+    shutil.copyfile(mlflow_template, paths.mlflow_db)  # the schema, made once per session
     paths.sweep_file.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     tracker = Tracker(paths.default_tracking_uri, "hand", artifact_location=paths.mlflow_artifacts.resolve().as_uri())
     parent = tracker.start_parent("hand", paths.sweep_file, tags={"git.commit": "abc123"})

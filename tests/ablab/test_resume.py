@@ -13,7 +13,7 @@ import pytest
 
 from ablab.records import TrialState, load_records
 
-from .helpers import mlflow_runs, study_paths
+from .helpers import mlflow_runs, ray_address, study_paths
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def _running(paths) -> set[str]:
     return {t for t, ev in _events(paths).items() if "end" not in ev and "result" in ev}
 
 
-def test_sigkill_driver_then_resume(write_sweep):
+def test_sigkill_driver_then_resume(ray_session, write_sweep):
     sweep = write_sweep(SWEEP)
     paths = study_paths(sweep, "killme")
     proc = _ablab("run", str(sweep), "--no-live")
@@ -72,7 +72,8 @@ def test_sigkill_driver_then_resume(write_sweep):
     _, _, children = mlflow_runs(paths)
     assert any(c.info.status == "RUNNING" for c in children)  # the killed driver left them open
 
-    again = _ablab("run", str(sweep), "--no-live")
+    # the user's second run: on the session's Ray (the killed driver's own Ray died with it)
+    again = _ablab("run", str(sweep), "--no-live", "--address", ray_address(ray_session))
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
     assert "continuing study 'killme'" in out
@@ -92,7 +93,7 @@ def test_sigkill_driver_then_resume(write_sweep):
     assert parents[0].info.status == "FINISHED"
 
 
-def test_ctrl_c_stops_cleanly_and_the_study_resumes(tmp_path):
+def test_ctrl_c_stops_cleanly_and_the_study_resumes(ray_session, tmp_path):
     # relative storage, as a user writes it: run from the sweep's folder
     (tmp_path / "s.yaml").write_text("""
 name: ctrlc
@@ -117,7 +118,7 @@ mode: max
     assert parents[0].info.status == "KILLED"
     assert all(c.info.status != "RUNNING" for c in children)  # cut-short children closed as KILLED
 
-    again = _ablab("run", "s.yaml", "--resume", "--no-live", cwd=tmp_path)
+    again = _ablab("run", "s.yaml", "--resume", "--no-live", "--address", ray_address(ray_session), cwd=tmp_path)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
     records = load_records(paths)
@@ -147,13 +148,13 @@ def _stopped(paths) -> set[str]:
     return {r.spec.key for r in load_records(paths) if r.state == TrialState.STOPPED}
 
 
-def test_early_stopping_survives_a_killed_driver(write_sweep):
+def test_early_stopping_survives_a_killed_driver(ray_session, write_sweep, capsys):
     """The margin rule's memory (the baseline's values) is rebuilt from the records: the
     hopeless arm that starts only after the kill is stopped as in an uninterrupted run."""
+    from ablab.cli import main
+
     clean = write_sweep(MARGIN.format(name="clean"), name="clean.yaml")
-    proc = _ablab("run", str(clean), "--no-live")
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
+    assert main(["run", str(clean), "--no-live"]) == 0, capsys.readouterr().out  # uninterrupted, in process
     expected = _stopped(study_paths(clean, "clean"))
     assert expected == {"all | quality=0.5 | seed=0", "all | quality=0.5 | seed=1"}
 
@@ -167,7 +168,7 @@ def test_early_stopping_survives_a_killed_driver(write_sweep):
     assert proc.poll() is None, proc.stdout.read()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    again = _ablab("run", str(sweep), "--no-live")
+    again = _ablab("run", str(sweep), "--no-live", "--address", ray_address(ray_session))
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
     assert _stopped(paths) == expected

@@ -15,7 +15,7 @@ import pytest
 from ablab.analysis import build
 from ablab.records import TrialState, load_records
 
-from .helpers import mlflow_runs, study_paths
+from .helpers import mlflow_runs, ray_address, study_paths
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def test_seeds_are_added_only_where_the_verdict_is_open(ray_session, write_sweep
     assert log["finished"] and all(set(r["added"]) <= {"all | baseline", f"all | {CLOSE}"} for r in log["rounds"][1:])
 
 
-def test_sigkill_while_seeds_are_added_then_resume(write_sweep):
+def test_sigkill_while_seeds_are_added_then_resume(ray_session, write_sweep):
     sweep = write_sweep(SWEEP.format(name="adaptive_kill", extra=", sleep_seconds: 0.5"))
     paths = study_paths(sweep, "adaptive_kill")
     proc = _ablab("run", str(sweep), "--no-live")
@@ -101,7 +101,7 @@ def test_sigkill_while_seeds_are_added_then_resume(write_sweep):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
 
-    again = _ablab("run", str(sweep), "--no-live")
+    again = _ablab("run", str(sweep), "--no-live", "--address", ray_address(ray_session))  # the session's Ray
     out, _ = again.communicate(timeout=900)
     assert again.returncode == 0, out
     _check(paths)

@@ -8,6 +8,8 @@ No registry here (the side venv cannot be built): the tests skip, saying so. Set
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -49,16 +51,28 @@ def tiny_llama(tmp_path_factory):
     return write_tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
 
 
-@pytest.fixture(scope="module")
-def vllm_server(side_python, tiny_llama, tmp_path_factory):
+class Served(NamedTuple):
+    url: str  # the base URL, http://127.0.0.1:<port>/v1
+    log: Path  # the server's log (one line per request)
+
+
+@pytest.fixture(scope="session")
+def vllm_served(side_python, tiny_llama, tmp_path_factory):
     """The tiny Llama served on 127.0.0.1:<free port> as ``make serve`` serves it (its
-    context length: the model's own, 256); yields the base URL."""
+    context length: the model's own, 256), once for the session (an engine start-up is
+    30-60 s; the vllm tests run on one xdist worker); yields its URL and log."""
     port = free_port()
     log = tmp_path_factory.mktemp("vllm_serve") / "serve.log"
     proc = start_vllm_server(tiny_llama, port, log,
                              args=["--seed", "0", "--logprobs-mode", "processed_logprobs"])
     try:
-        yield f"http://127.0.0.1:{port}/v1"
+        yield Served(f"http://127.0.0.1:{port}/v1", log)
     finally:
         stop_server(proc)  # exactly the server this fixture started
         assert proc.poll() is not None
+
+
+@pytest.fixture
+def vllm_server(vllm_served):
+    """The base URL of the session's server."""
+    return vllm_served.url

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from ablab import trial
-from benchmarks.vllm_cpu import REPO, free_port, start_vllm_server, stop_server, wait_until_up
+from benchmarks.vllm_cpu import REPO, free_port, stop_server, wait_until_up
 from core.reasoning.experiment import ExperimentConfig, ModelsConfig, resolve_models, samples_stage
 from core.reasoning.pipeline import Backends, sample_metrics
 from core.reasoning.sampling import SamplingConfig
@@ -40,17 +40,14 @@ def _completions(log) -> int:
     return log.read_text().count("POST /v1/completions")
 
 
-def test_samples_stage_is_reused_when_the_server_moves(side_python, tiny_llama, tmp_path):
+def test_samples_stage_is_reused_when_the_server_moves(vllm_served, tiny_llama, tmp_path):
+    # first: the session's server (the tiny Llama, --seed 0), shared with test_vllm_cpu.py
     root = tmp_path / "root"
-    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    port = free_port()
-    proc = start_vllm_server(tiny_llama, port, first_log, args=["--seed", "0"])
-    try:
-        with trial.local(root):
-            first = _samples(_config(tiny_llama, f"http://127.0.0.1:{port}/v1"))
-    finally:
-        stop_server(proc)
-    assert _completions(first_log) == 4  # one request per problem
+    second_log = tmp_path / "second.log"
+    asked_before = _completions(vllm_served.log)
+    with trial.local(root):
+        first = _samples(_config(tiny_llama, vllm_served.url))
+    assert _completions(vllm_served.log) - asked_before == 4  # one request per problem
     # exact counts: the server's token ids, not usage split over the n choices
     m = sample_metrics(first)
     assert m["data/tokens_estimated"] == 0.0 and m["data/tokens"] > 0

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import textwrap
 
-import mlflow
 import pytest
+from mlflow.tracking import MlflowClient
 
 from ablab.cli import main
 from ablab.records import StudyPaths, TrialState, load_records
@@ -56,9 +56,11 @@ def _run(sweep, *sets: str) -> None:
 
 
 def _metrics(storage, name: str) -> dict[str, float]:
-    mlflow.set_tracking_uri(f"sqlite:///{storage}/mlflow.db")
-    runs = mlflow.search_runs(experiment_names=[name], filter_string="tags.ablab.trial_key != ''",
-                              output_format="list")
+    # a client of its own, not mlflow.set_tracking_uri: that also sets MLFLOW_TRACKING_URI in
+    # os.environ, and every later `ablab run` subprocess of this worker would track there
+    client = MlflowClient(tracking_uri=f"sqlite:///{storage}/mlflow.db")
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.ablab.trial_key != ''")
     assert len(runs) == 1, [r.info.run_name for r in runs]
     return runs[0].data.metrics | {"params": runs[0].data.params}
 
