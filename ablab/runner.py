@@ -61,6 +61,7 @@ class Prepared:
     report_changes: tuple[str, ...] = ()
     """Report-only settings that differ from the study's previous run."""
     launch_dir: str = ""
+    launch_inode: int = 0  # of launch_dir when the run began
     """The folder the driver started in, re-entered by name before Tune runs ("" = stay)."""
 
 
@@ -313,7 +314,8 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None, co
     # working_dir, which Ray replaces with a fresh copy when the job's workers start on this
     # node: the driver is left in a deleted folder. The sweep file's path is resolved before
     # Ray starts, and the driver re-enters its folder by name before Tune runs.
-    prep = dataclasses.replace(prep, file=str(Path(prep.file).resolve()), launch_dir=os.getcwd())
+    prep = dataclasses.replace(prep, file=str(Path(prep.file).resolve()), launch_dir=os.getcwd(),
+                               launch_inode=os.stat(os.getcwd()).st_ino)
     own_ray = check_before_start(prep, address)
     lock = lock_mod.acquire(prep.paths, command)
     if not prep.resuming and prep.paths.study_file.exists():
@@ -470,7 +472,7 @@ def _fit(prep: Prepared, mirror, todo: list[TrialSpec], live: bool | None,
         ),
     )
     if prep.launch_dir:
-        os.chdir(prep.launch_dir)
+        _reenter(prep.launch_dir, prep.launch_inode)
     mark("tuner built")
     try:
         with no_callback_census(), actors_inherit_the_environment() if local_ray else contextlib.nullcontext():
@@ -478,6 +480,28 @@ def _fit(prep: Prepared, mirror, todo: list[TrialSpec], live: bool | None,
     except KeyboardInterrupt:
         return "interrupted"
     return "finished"
+
+
+RAY_JOB_WORKING_DIR = "/runtime_resources/working_dir_files/"  # where a Ray job's working_dir is unpacked
+REPLACED_WITHIN_S = 30
+
+
+def _reenter(folder: str, inode: int) -> None:
+    """The driver back in the folder it was started in, by name. In a Ray job's unpacked
+    working_dir, Ray deletes the folder and unpacks it again once the job's workers
+    start on this node (see `run`), which takes a moment after Ray is joined: the driver
+    waits for the new copy (another inode) before entering it, for at most
+    REPLACED_WITHIN_S; anywhere else it enters the folder at once."""
+    if RAY_JOB_WORKING_DIR in folder:
+        deadline = time.time() + REPLACED_WITHIN_S
+        while time.time() < deadline:
+            try:
+                if os.stat(folder).st_ino != inode:
+                    break
+            except FileNotFoundError:
+                pass
+            time.sleep(0.1)
+    os.chdir(folder)
 
 
 def _first_wave(study: Study, trials: int) -> int:
