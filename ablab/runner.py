@@ -61,8 +61,9 @@ class Prepared:
     report_changes: tuple[str, ...] = ()
     """Report-only settings that differ from the study's previous run."""
     launch_dir: str = ""
-    launch_inode: int = 0  # of launch_dir when the run began
     """The folder the driver started in, re-entered by name before Tune runs ("" = stay)."""
+    launch_inode: int = 0
+    """launch_dir's inode when the run began (a Ray job's folder is replaced: see _reenter)."""
 
 
 def prepare(file: str, overrides=(), resume: bool = False, yes: bool = False) -> Prepared:

@@ -100,33 +100,22 @@ def test_a_lost_mlflow_store_is_rebuilt_from_the_records(ray_session, write_swee
     sweep = write_sweep(SWEEP.format(name="lost"))
     paths = study_paths(sweep, "lost")
     address = ray_address(ray_session)
-    first = _ablab("run", str(sweep), "--no-live", "--address", address)
-    out = first.communicate(timeout=600)[0]
-    assert first.returncode == 0, out
+    _run_to_the_end(sweep, "--address", address)
     before = {r.spec.key: r.history for r in load_records(paths)}
     paths.mlflow_db.unlink()
-    again = _ablab("run", str(sweep), "--no-live", "--address", address)
-    out = again.communicate(timeout=600)[0]
-    assert again.returncode == 0, out
+    out = _run_to_the_end(sweep, "--address", address)
     assert "rebuilt the parent and 2 child run(s)" in out
-    client, parents, children = mlflow_runs(paths)
-    assert len(parents) == 1 and len(children) == 2
-    for child in children:
-        history = before[child.data.tags["ablab.trial_key"]]
-        logged = client.get_metric_history(child.info.run_id, "val/score")
-        assert sorted((m.step, m.value) for m in logged) == sorted((s, h["val/score"]) for s, h in history.items())
-        assert child.info.status == "FINISHED"
+    _assert_mlflow_says_what_the_records_say(paths, before)
 
 
-def test_children_left_open_by_a_driver_killed_after_their_trials_ended_are_settled(write_sweep):
+def test_children_left_open_by_a_driver_killed_after_their_trials_ended_are_settled(ray_session, write_sweep):
     """A driver killed between a trial's end in its record and in MLflow leaves the child
     RUNNING (or unwritten), and the trial never runs again to close it: the next run makes
     MLflow say what the records say, without logging a step twice."""
     sweep = write_sweep(SWEEP.format(name="settle"))
     paths = study_paths(sweep, "settle")
-    first = _ablab("run", str(sweep), "--no-live")
-    out = first.communicate(timeout=600)[0]
-    assert first.returncode == 0, out
+    address = ray_address(ray_session)
+    _run_to_the_end(sweep, "--address", address)
     before = {r.spec.key: r.history for r in load_records(paths)}
     client, _, children = mlflow_runs(paths)
     left_open, unwritten = children
@@ -134,12 +123,23 @@ def test_children_left_open_by_a_driver_killed_after_their_trials_ended_are_sett
     client.update_run(left_open.info.run_id, status="RUNNING")
     client.delete_run(unwritten.info.run_id)
 
-    again = _ablab("run", str(sweep), "--no-live")
-    out = again.communicate(timeout=600)[0]
-    assert again.returncode == 0, out
+    out = _run_to_the_end(sweep, "--address", address)
     assert "2 of trials that had ended now say how they ended" in out
+    _assert_mlflow_says_what_the_records_say(paths, before)
+
+
+def _run_to_the_end(sweep, *args: str) -> str:
+    """`ablab run` of the sweep in a subprocess, which must succeed; returns its output."""
+    proc = _ablab("run", str(sweep), "--no-live", *args)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, out
+    return out
+
+
+def _assert_mlflow_says_what_the_records_say(paths, before: dict) -> None:
+    """One parent, a FINISHED child per trial with every recorded step logged once."""
     client, parents, children = mlflow_runs(paths)
-    assert len(parents) == 1 and len(children) == 2
+    assert len(parents) == 1 and len(children) == len(before)
     for child in children:
         assert child.info.status == "FINISHED" and child.data.tags["ablab.state"] == "finished"
         history = before[child.data.tags["ablab.trial_key"]]
