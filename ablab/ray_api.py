@@ -118,3 +118,98 @@ def no_callback_census():
         yield
     finally:
         air_usage.tag_callbacks = tag_callbacks
+
+
+def starts_a_local_ray() -> bool:
+    """Whether `ray.init()` without an address starts a new Ray in this process, rather
+    than joining the cluster that RAY_ADDRESS (a `ray job submit` driver) or a `ray start`
+    on this machine points to."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address(None) is None
+    except Exception:  # noqa: BLE001 - unknown: treat it as joining, which changes nothing
+        return False
+
+
+def is_local_head() -> bool:
+    """Whether this process started the Ray it is connected to (its head node)."""
+    from ray._private import worker
+
+    return bool(getattr(getattr(worker, "_global_node", None), "head", False))
+
+
+def local_system_config(preload: list[str]) -> dict:
+    """Ray's settings for a Ray that a study starts on this machine alone.
+
+    The raylet's client connects to the object store it has just started with Ray's default
+    of 1 s between tries: on a quick machine the first try comes a little early and a
+    second is lost before every start; here the same 10 s budget goes in 50 ms steps. The
+    prestarted workers import `preload` (Ray Tune, ablab's trial, the study's trainable)
+    while the driver is still building the Tuner, instead of when the first trial is
+    placed on them; a module that fails to import there is only logged, and imported
+    again (with its error) by the trial."""
+    return {
+        "raylet_client_connect_timeout_milliseconds": 50,
+        "raylet_client_num_connect_attempts": 200,
+        "preload_python_modules": ["ray.tune", "ablab.trial", *preload],
+    }
+
+
+@contextlib.contextmanager
+def lean_local_start():
+    """Within it, `ray.init()` starts a local Ray without the processes a study on one
+    machine does not use, and notices sooner that its node is up.
+
+    Left out: the dashboard head (with `include_dashboard=False` Ray still starts it, to
+    load only its usage-statistics module, which ablab turns off, and waits until it has
+    imported every dashboard module: 1-2 s, on the critical path), the autoscaler monitor
+    (a single machine does not scale) and the log monitor (the driver reads no worker
+    logs: `log_to_driver=False`); `ray start` can skip the last two as well
+    (`--no-monitor`, `--include-log-monitor=False`), `ray.init` has no option for them.
+    Ray's state API and job submission need the dashboard head: neither is used on such a
+    Ray. Ray waits for its node to register by asking the GCS once a second; here it is
+    asked every 20 ms first. Ray's private functions are swapped for the call and put back;
+    if a Ray version moves them, nothing is changed and Ray starts as before."""
+    try:
+        from ray._private import parameter, services, utils
+
+        saved = [(parameter, "RayParams", parameter.RayParams),
+                 (services, "start_api_server", services.start_api_server),
+                 (services, "get_node", services.get_node),
+                 (utils, "get_dashboard_dependency_error", utils.get_dashboard_dependency_error)]
+    except (ImportError, AttributeError):
+        yield
+        return
+    base_params, get_node = parameter.RayParams, services.get_node
+
+    class LeanParams(base_params):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("no_monitor", True)
+            kwargs.setdefault("include_log_monitor", False)
+            super().__init__(*args, **kwargs)
+
+    def get_node_soon(gcs_address, node_id):
+        import time
+
+        try:
+            client = services.GcsClient(address=gcs_address)
+            selector = services.GetAllNodeInfoRequest.NodeSelector(node_id=services.NodeID.from_hex(node_id).binary())
+            alive = services.GcsNodeInfo.GcsNodeState.ALIVE
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not client.get_all_node_info(
+                    timeout=5, node_selectors=[selector], state_filter=alive):
+                time.sleep(0.02)
+        except Exception:  # noqa: BLE001 - Ray's own wait below decides
+            pass
+        return get_node(gcs_address, node_id)
+
+    parameter.RayParams = LeanParams
+    services.start_api_server = lambda *args, **kwargs: ("", None)  # what Ray returns for no dashboard
+    services.get_node = get_node_soon
+    utils.get_dashboard_dependency_error = lambda: None  # its check imports aiohttp & co (0.3 s); unused here
+    try:
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)

@@ -24,6 +24,11 @@ def registered() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=GROUP)}
 
 
+def module_path(name: str) -> str:
+    """The module a trainable name stands for: its entry point's, or the name itself."""
+    return registered().get(name, name)
+
+
 def load(name: str) -> ModuleType:
     names = registered()
     path = names.get(name)

@@ -150,7 +150,7 @@ def _check_local_resources(study: Study) -> None:
 def init_ray(address: str | None, study: Study) -> bool:
     """Start (or join) Ray unless this process is connected already; returns whether it
     connected now (and so is the one to disconnect)."""
-    from ablab.ray_api import ray
+    from ablab.ray_api import lean_local_start, local_system_config, ray, starts_a_local_ray
 
     started = not ray.is_initialized()
     if started:
@@ -158,7 +158,11 @@ def init_ray(address: str | None, study: Study) -> bool:
         try:
             if address:
                 ray.init(address=address, **kwargs)
-            else:
+            elif starts_a_local_ray():
+                settings = local_system_config([registry.module_path(study.trainable)])
+                with lean_local_start():
+                    ray.init(include_dashboard=False, _system_config=settings, **kwargs)
+            else:  # RAY_ADDRESS (a `ray job submit` driver) or a `ray start` on this machine
                 ray.init(include_dashboard=False, **kwargs)
         except Exception as exc:  # noqa: BLE001 - Ray raises many kinds for a bad address
             raise UserError(f"cannot start or join Ray: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
@@ -307,7 +311,7 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None, co
         # and then takes the loopback address as the node's address.
         os.environ.setdefault(LOCAL_ONLY_ENV, "0")
     # Set before Ray starts: a local Ray's workers inherit them (see ray_api).
-    from ablab.ray_api import trial_environment
+    from ablab.ray_api import is_local_head, trial_environment
 
     for key, value in trial_environment().items():
         os.environ.setdefault(key, value)
@@ -330,7 +334,7 @@ def run(prep: Prepared, address: str | None = None, live: bool | None = None, co
         announce("continuing" if prep.resuming else "starting")
     try:
         # a Ray started here, from this environment: its workers have the trials' variables
-        return _run_locked(prep, live, local_ray=own_ray and not address)
+        return _run_locked(prep, live, local_ray=own_ray and is_local_head())
     finally:
         lock.release()
         if own_ray:
