@@ -54,8 +54,8 @@ def tick_label(report: Report, row: Row) -> str:
     return row.variant.split("=", 1)[-1]
 
 
-def _save(fig, out: Path, stem: str) -> None:
-    for fmt in FORMATS:
+def _save(fig, out: Path, stem: str, formats: tuple[str, ...]) -> None:
+    for fmt in formats:
         # bbox "tight" grows the canvas to fit rotated tick labels instead of clipping them
         fig.savefig(out / f"{stem}.{fmt}", dpi=120, bbox_inches="tight")
 
@@ -64,7 +64,7 @@ def _jitter(n: int, width: float = 0.22) -> list[float]:
     return [0.0] if n == 1 else [-width / 2 + width * i / (n - 1) for i in range(n)]
 
 
-def bars(report: Report, out: Path, fmt_value) -> dict[str, list[Figure]]:
+def bars(report: Report, out: Path, fmt_value, formats: tuple[str, ...] = FORMATS) -> dict[str, list[Figure]]:
     """One figure per (grid point, ablation), one panel per metric."""
     import matplotlib.pyplot as plt
 
@@ -93,7 +93,7 @@ def bars(report: Report, out: Path, fmt_value) -> dict[str, list[Figure]]:
             fig.legend(handles.values(), handles.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
                        ncol=min(len(handles), 4), fontsize=8, frameon=False)
         stem = f"bars_{i}"
-        _save(fig, out, stem)
+        _save(fig, out, stem, formats)
         plt.close(fig)
         files[f"{ctx}|{part}"].append(Figure(stem, f"Bar chart, {part}{where}: " + "; ".join(alt)))
     return files
@@ -136,7 +136,7 @@ def _bar_panel(ax, report: Report, rows: list[Row], metric: str, fmt_value) -> s
     return f"{metric}: " + ", ".join(described)
 
 
-def curves(report: Report, out: Path) -> list[Figure]:
+def curves(report: Report, out: Path, formats: tuple[str, ...] = FORMATS) -> list[Figure]:
     """The selection metric over steps: per arm the mean over finished seeds with a band
     (± one std over seeds), and each stopped trial as a thin dashed line up to where it stopped."""
     import matplotlib.pyplot as plt
@@ -180,17 +180,69 @@ def curves(report: Report, out: Path) -> list[Figure]:
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.suptitle(f"{metric}: mean over finished seeds, band ± 1 std; dashed: stopped early", fontsize=10)
     fig.tight_layout()
-    _save(fig, out, "curves")
+    _save(fig, out, "curves", formats)
     plt.close(fig)
     return [Figure("curves", f"Learning curves of {metric} per arm: " + "; ".join(alt))]
 
 
 def draw(report: Report, out: Path, fmt_value) -> dict[str, list[Figure]]:
-    """Every figure of the report: key 'context|ablation' for bars, 'curves' for the curves."""
+    """Every figure of the report: key 'context|ablation' for bars, 'curves' for the curves.
+
+    Each format is drawn in a process of its own, side by side: matplotlib draws a figure
+    anew for every file, and at the end of a study the driver would otherwise draw them
+    one after another on one core while the others idle (seconds, most of what the
+    command waits for after the table). `fmt_value` must pickle (a module-level function
+    or a partial of one). Where processes cannot be had, they are drawn here."""
+    vector = FORMATS[1:]
+    try:
+        pool = _format_pool()
+        jobs = {fmt: pool.submit(_draw_formats, report, out, fmt_value, (fmt,)) for fmt in vector}
+    except Exception:  # noqa: BLE001 - no processes here (a sandbox, a broken pool): all drawn here
+        jobs = {}
+    files = _draw_formats(report, out, fmt_value, FORMATS[:1] + tuple(f for f in vector if f not in jobs))
+    for fmt, job in jobs.items():
+        try:
+            job.result()
+        except Exception:  # noqa: BLE001 - its process died: drawn here instead
+            _draw_formats(report, out, fmt_value, (fmt,))
+    return files
+
+
+def _draw_formats(report: Report, out: Path, fmt_value, formats: tuple[str, ...]) -> dict[str, list[Figure]]:
     import matplotlib
 
     matplotlib.use("Agg")
-    files = bars(report, out, fmt_value)
+    files = bars(report, out, fmt_value, formats)
     if any(r.history for r in report.records):
-        files["curves"] = curves(report, out)
+        files["curves"] = curves(report, out, formats)
     return files
+
+
+_POOL = None
+
+
+def _format_pool():
+    """Processes that draw figures, forked from a forkserver that has imported matplotlib
+    and this module already (a clean process: the caller's threads, Ray's and gRPC's
+    among them, are not forked with it); made once per process."""
+    global _POOL
+    if _POOL is None:
+        import concurrent.futures
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["ablab.figures", "ablab.report", "matplotlib.pyplot"])
+        _POOL = concurrent.futures.ProcessPoolExecutor(len(FORMATS) - 1, mp_context=context)
+    return _POOL
+
+
+def prestart() -> None:
+    """Start the drawing processes now, without waiting for them (their imports take about
+    a second of CPU), so that the report at the end does not wait for them; called while
+    the trials run."""
+    try:
+        pool = _format_pool()
+        for _ in range(len(FORMATS) - 1):
+            pool.submit(int)
+    except Exception:  # noqa: BLE001 - `draw` falls back to drawing here
+        pass

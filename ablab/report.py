@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import hashlib
 import html
 import json
@@ -454,8 +455,11 @@ def artifact_folder(paths: StudyPaths, key: str) -> Path:
 
 def formatter(report: Report):
     """value formatter for figures: the same decimals as the tables."""
-    d = metric_decimals(report.rows)
-    return lambda metric, x: fixed(x, d.get(metric, 3))
+    return functools.partial(_format_value, metric_decimals(report.rows))
+
+
+def _format_value(decimals: dict[str, int], metric: str, x: float) -> str:
+    return fixed(x, decimals.get(metric, 3))
 
 
 def write(paths: StudyPaths, out: Path | None = None, publish: bool = True,

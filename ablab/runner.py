@@ -361,6 +361,15 @@ def _open_tracking(prep: Prepared, previous: dict) -> Tracking:
     return Tracking(tracker, parent_id)
 
 
+def _after_the_first_wave(prep: Prepared, previous: dict) -> Tracking:
+    """What the driver does once the first trials have started rather than before: open
+    MLflow, and start the processes that will draw the report's figures."""
+    from ablab.figures import prestart
+
+    prestart()
+    return _open_tracking(prep, previous)
+
+
 def _run_locked(prep: Prepared, live: bool | None, local_ray: bool = False) -> str:
     from ablab.mirror import Mirror
 
@@ -369,7 +378,7 @@ def _run_locked(prep: Prepared, live: bool | None, local_ray: bool = False) -> s
     # The record is on disk before any trial starts (what makes the folder a study that
     # `--resume` continues); the mirror rewrites it with the parent run's id.
     write_json_atomic(paths.study_file, _study_record(prep, previous.get("parent_run_id"), previous.get("created")))
-    mirror: Mirror[Tracking] = Mirror(lambda: _open_tracking(prep, previous))
+    mirror: Mirror[Tracking] = Mirror(lambda: _after_the_first_wave(prep, previous))
     if prep.report_changes:
         print(f"changed since the last run: {', '.join(prep.report_changes)} (the report only): "
               "no trial runs again for it")

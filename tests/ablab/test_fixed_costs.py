@@ -154,6 +154,13 @@ def test_ablab_run_prints_the_table_first_and_returns_with_the_report_complete(w
 
     # the trial actors had no runtime env: the worker processes Ray prestarts could run them
     assert _runtime_envs_created(done.pid) == []
+    # a lean local Ray: no dashboard head, autoscaler or log monitor; the workers preloaded
+    # Ray Tune, ablab's trial and the trainable without an error
+    logs = _session(done.pid) / "logs"
+    assert {"raylet.out", "gcs_server.out"} <= {p.name for p in logs.iterdir()}
+    assert not [p.name for p in logs.iterdir() if p.name.split(".")[0] in ("dashboard", "monitor", "log_monitor")]
+    workers = list(logs.glob("worker-*.err"))
+    assert workers and not [w for w in workers if "Failed to preload" in w.read_text()]
 
     # the command stopped its own Ray: its GCS and raylet (named by the driver's pid) are gone
     head = subprocess.run(["pgrep", "-f", f"(gcs_server|raylet/raylet) .*session_[0-9_-]*_{done.pid}( |$)"],
@@ -161,13 +168,18 @@ def test_ablab_run_prints_the_table_first_and_returns_with_the_report_complete(w
     assert head.stdout == "", head.stdout
 
 
+def _session(driver_pid: int) -> Path:
+    """The session folder of the Ray that the driver `driver_pid` started."""
+    sessions = list(Path("/tmp/ray").glob(f"session_*_{driver_pid}"))
+    assert len(sessions) == 1, sessions
+    return sessions[0]
+
+
 def _runtime_envs_created(driver_pid: int) -> list[str]:
     """The runtime envs that the Ray the driver started had to build, from its runtime-env
     agent's log. An actor with a runtime env cannot run in a worker Ray prestarted; one
     without needs none built."""
-    sessions = list(Path("/tmp/ray").glob(f"session_*_{driver_pid}"))
-    assert len(sessions) == 1, sessions
-    log = (sessions[0] / "logs" / "runtime_env_agent.log").read_text()
+    log = (_session(driver_pid) / "logs" / "runtime_env_agent.log").read_text()
     assert "Starting runtime env agent" in log  # the agent logs: a missing line means something
     return [line for line in log.splitlines() if "Creating runtime env" in line]
 
@@ -193,3 +205,25 @@ def test_trials_of_a_local_ray_run_in_its_prestarted_workers_in_the_launch_folde
     assert [r.state for r in records] == [TrialState.FINISHED] * 2, [r.error for r in records]
     assert all(r.steps for r in records)
     assert _runtime_envs_created(done.pid) == []
+
+
+JOINED = """
+import ray
+from ablab.ray_api import is_local_head, starts_a_local_ray
+before = starts_a_local_ray()
+ray.init(log_to_driver=False)
+print(before, is_local_head())
+"""
+
+
+def test_a_driver_that_joins_through_ray_address_is_not_a_local_head(ray_session):
+    """`ray job submit` starts the driver with RAY_ADDRESS set: its `ray.init()` joins the
+    cluster, so ablab neither starts Ray lean there nor takes its workers for its own (they
+    need Ray Tune's runtime env); the process that started Ray is its head."""
+    from ablab.ray_api import is_local_head
+
+    assert is_local_head()
+    env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
+    joined = subprocess.run([sys.executable, "-c", JOINED], env=env, capture_output=True, text=True, timeout=120)
+    assert joined.returncode == 0, joined.stderr
+    assert joined.stdout.split() == ["False", "False"]

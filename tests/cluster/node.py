@@ -224,6 +224,59 @@ def shared_folder(user: NodeUser) -> Path:
     return path
 
 
+def seed_venv(user: NodeUser, venv: Path, repo: Path) -> bool:
+    """The node's ~/ablab/.venv made from this test's own `venv` (which `make setup` built
+    from `repo`), as on nodes whose image has the environment installed: the node's
+    `make setup` then finds it done instead of unpacking some 7 GB of wheels again (2-3
+    minutes); CI's own `make setup` builds one from nothing on every run.
+
+    Files are hard links (no copy; nothing of `venv` changes). What names a folder is made
+    anew for the node: the interpreter is the one `make setup` picks for the node's user
+    (this test's may live where that user cannot read), and the scripts' shebangs, the
+    editable install's finder and pyvenv.cfg name the node's folders. The node's user reads
+    it and writes nothing into it. False, and nothing made, where hard links cannot be made
+    (`venv` on another file system): the node then builds its own from nothing."""
+    python = subprocess.run(["su", "-", user.name, "-c", "command -v python3.11 || command -v python3"],
+                            capture_output=True, text=True).stdout.strip()
+    if not python:
+        return False
+    target = user.home / "ablab" / ".venv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    give(target.parent, user, 0o755)
+    if subprocess.run(["cp", "-al", str(venv), str(target)], capture_output=True).returncode:
+        shutil.rmtree(target, ignore_errors=True)
+        return False
+    version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    swaps = ((str(venv), str(target)), (str(repo), str(target.parent)))
+    site = next((target / "lib").glob("python3*/site-packages"))
+    for path in [*(target / "bin").iterdir(), *site.glob("__editable__*"), *site.glob("*.dist-info/direct_url.json")]:
+        if path.is_symlink():
+            if Path(os.readlink(path)).is_absolute():  # bin/python3.11 -> the base interpreter
+                path.unlink()
+                path.symlink_to(python)
+            continue
+        data = path.read_bytes()
+        if str(repo).encode() not in data:
+            continue
+        text = data.decode()
+        for old, new in swaps:
+            text = text.replace(old, new)
+        _rewrite(path, text)
+    config = {"home": str(Path(python).parent), "include-system-site-packages": "false", "version": version,
+              "executable": python, "command": f"{python} -m venv {target}"}
+    _rewrite(target / "pyvenv.cfg", "".join(f"{k} = {v}\n" for k, v in config.items()))
+    return True
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """`path` as a new file holding `text` (a hard link's other names keep the old one)."""
+    mode = path.stat().st_mode
+    path.unlink()
+    path.write_text(text)
+    path.chmod(mode)
+
+
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 

@@ -5,7 +5,10 @@ the head on this end of a veth pair, the worker in a network namespace (and a PI
 so its `ray stop` sees only its own processes) at the other end. They share the home folder,
 as nodes with an NFS home do: the worker's `make setup` finds the head's install done. The
 cluster file is the shipped one with only the addresses, ports, SSH user and key and the
-shared folder changed; setup runs `make setup` on the head from nothing but the synced tree.
+shared folder changed. The head's setup runs `make setup` in the synced tree, which finds the
+environment in place, as on nodes whose image has it (`node.seed_venv`: this test's own
+venv, hard-linked): unpacking it again was most of this test's time, and CI's own
+`make setup` builds one from nothing on every run.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ def test_ray_up_submit_and_down_on_this_machine(tmp_path):
             pip_conf.write_text(node.pip_config_for_node())
             subprocess.run(["chown", "-R", f"{user.name}:", str(user.home / ".config")], check=True)
             key = node.authorize_key(user, tmp_path)
+            timings["venv seeded"] = node.seed_venv(user, Path(sys.prefix), REPO)
             shipped = yaml.safe_load((REPO / "cluster-local.yaml").read_text())
             cfg = derive_config(shipped, user=user, key=key, head=head, worker=worker, ssh_port=ssh_port,
                                 shared=shared, ports=ports)
