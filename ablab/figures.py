@@ -194,6 +194,7 @@ def draw(report: Report, out: Path, fmt_value) -> dict[str, list[Figure]]:
     command waits for after the table). `fmt_value` must pickle (a module-level function
     or a partial of one). Where processes cannot be had, they are drawn here."""
     vector = FORMATS[1:]
+    out = Path(out).resolve()  # the drawing processes have the folder they were started in
     try:
         pool = _format_pool()
         jobs = {fmt: pool.submit(_draw_formats, report, out, fmt_value, (fmt,)) for fmt in vector}

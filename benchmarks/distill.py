@@ -126,64 +126,75 @@ def bench_steps(data, reps: int, inner: int) -> None:
                               "share_of_bf16_matmul": round(rate / peak16, 3)}), flush=True)
 
 
-def bench_eval_paths(data, k: int, epochs: int, bf16: bool) -> None:
-    """K ConvNets, network by network alternating the paths: evaluate_set's sequential
-    path (seeds seed*1000+k, generator of the same seed), seed 0."""
+def bench_eval_paths(data, k: int, epochs: int, bf16: bool, arch: str = "convnet",
+                     only: tuple[str, ...] = ()) -> None:
+    """K networks of `arch`, network by network alternating the paths (`only`: those whose
+    name starts with one of these): evaluate_set's sequential path (seeds seed*1000+k,
+    generator of the same seed), seed 0."""
     x, y = random_subset(data, ipc=10, seed=0)
     aug = DiffAugment.for_input(data.input_shape)
     paths = [("reference fp32", "reference", "fp32"), ("fast fp32", "default", "fp32"),
              ("clconv fp32", "clconv", "fp32")]
     if bf16:
         paths.append(("fast bf16", "default", "bf16"))
+    if only:
+        paths = [p for p in paths if p[0].startswith(only)]
     secs = {p[0]: 0.0 for p in paths}
     accs: dict[str, list[float]] = {p[0]: [] for p in paths}
     for i in range(k):
         for name, ref, prec in paths:
             with kernels(ref):
                 t0 = time.perf_counter()
-                net = seeded_network(NetConfig(), data.input_shape, data.num_classes, i)
+                net = seeded_network(NetConfig(arch=arch), data.input_shape, data.num_classes, i)
                 train_network(net, x, y, TrainConfig(epochs=epochs, precision=prec),
                               torch.Generator().manual_seed(i), aug)
                 secs[name] += time.perf_counter() - t0
                 accs[name].append(accuracy(net, data.x_test, data.y_test))
-    ref = accs["reference fp32"]
+    first = paths[0][0]
+    ref = accs[first]
     for name, _, _ in paths:
         a = accs[name]
-        print(json.dumps({"bench": "eval", "path": name, "K": k, "epochs": epochs, "seconds": round(secs[name], 1),
-                          "speedup": round(secs["reference fp32"] / secs[name], 2),
+        print(json.dumps({"bench": "eval", "arch": arch, "path": name, "K": k, "epochs": epochs,
+                          "seconds": round(secs[name], 1), f"speedup_over_{first.replace(' ', '_')}":
+                          round(secs[first] / secs[name], 2),
                           "test_acc_mean": round(statistics.mean(a), 4), "test_acc_sd": round(statistics.pstdev(a), 4),
-                          "max_abs_diff_to_reference": round(max(abs(p - q) for p, q in zip(a, ref)), 4),
+                          f"max_abs_diff_to_{first.replace(' ', '_')}": round(max(abs(p - q) for p, q in zip(a, ref)), 4),
                           "test_accs": [round(v, 4) for v in a]}), flush=True)
 
 
-def bench_dm_run(data, iters: int, epochs: int, nets: int) -> None:
-    """A DM run reference vs fast (alternating iteration by iteration), then each distilled
-    set evaluated by its own path on the same network seeds."""
+def bench_dm_run(data, iters: int, epochs: int, nets: int, bf16: bool) -> None:
+    """A DM run per path (alternating iteration by iteration), then each distilled set
+    evaluated by its own path on the same network seeds: reference fp32 vs fast fp32, and
+    with `bf16` the fast kernels in bf16 (distillation and evaluation alike)."""
+    paths = [("reference fp32", "reference", "fp32"), ("fast fp32", "default", "fp32")]
+    if bf16:
+        paths.append(("fast bf16", "default", "bf16"))
     cfg = DistillConfig(ipc=10, iterations=iters, batch_real=32)
-    ds = {"reference fp32": Distiller(cfg, data), "fast fp32": Distiller(cfg, data)}
+    ds = {name: Distiller(dataclasses.replace(cfg, precision=prec), data) for name, _, prec in paths}
     secs = dict.fromkeys(ds, 0.0)
     for _ in range(iters):
-        for name, d in ds.items():
-            with kernels(name.startswith("reference")):
+        for name, ref, _ in paths:
+            with kernels(ref):
                 t0 = time.perf_counter()
-                d.step()
+                ds[name].step()
                 secs[name] += time.perf_counter() - t0
     aug = DiffAugment.for_input(data.input_shape)
     sets = {n: d.synthetic_set() for n, d in ds.items()}
     evals = {}
-    for name, (xs, ys) in sets.items():
-        with kernels(name.startswith("reference")):
-            evals[name] = evaluate_set(xs, ys, data, NetConfig(), TrainConfig(epochs=epochs), nets, seed=0,
-                                       augment=aug, batched=False)
-    diff = float((sets["reference fp32"][0] - sets["fast fp32"][0]).abs().max())
+    for name, ref, prec in paths:
+        xs, ys = sets[name]
+        with kernels(ref):
+            evals[name] = evaluate_set(xs, ys, data, NetConfig(), TrainConfig(epochs=epochs, precision=prec), nets,
+                                       seed=0, augment=aug, batched=False)
     for name, r in evals.items():
+        diff = float((sets["reference fp32"][0] - sets[name][0]).abs().max())
         print(json.dumps({"bench": "dmrun", "path": name, "iters": iters, "dm_seconds": round(secs[name], 1),
                           "dm_speedup": round(secs["reference fp32"] / secs[name], 2),
                           "eval_seconds": round(r.seconds, 1),
                           "eval_speedup": round(evals["reference fp32"].seconds / r.seconds, 2),
                           "test_acc_mean": round(r.test_mean, 4), "test_acc_sd": round(r.test_std, 4),
                           "test_accs": [round(a, 4) for a in r.test_accs],
-                          "max_abs_syn_diff": round(diff, 5)}), flush=True)
+                          "max_abs_syn_diff_to_reference": round(diff, 5)}), flush=True)
 
 
 def step_flops(data, x, y) -> float:
@@ -259,7 +270,9 @@ def main() -> None:
     p.add_argument("--only", choices=["steps", "eval", "dmrun", "distill", "batched"], default=None,
                    help="one part (default: steps, eval, dmrun, distill; batched: the old "
                         "batched-vs-sequential comparison)")
-    p.add_argument("--bf16", action="store_true", help="eval: also the bf16 path")
+    p.add_argument("--bf16", action="store_true", help="eval, dmrun: also the bf16 path")
+    p.add_argument("--arch", default="convnet", help="eval: the evaluation network")
+    p.add_argument("--paths", default="", help="eval: only these paths, by name prefix (e.g. 'fast')")
     p.add_argument("--reps", type=int, default=5, help="steps: repetitions per variant")
     p.add_argument("--inner", type=int, default=10, help="steps: steps per repetition")
     p.add_argument("--dm-iters", type=int, default=200, help="dmrun: DM iterations")
@@ -275,9 +288,9 @@ def main() -> None:
     if a.only in (None, "steps"):
         bench_steps(data, a.reps, a.inner)
     if a.only in (None, "eval"):
-        bench_eval_paths(data, a.k, a.epochs, a.bf16)
+        bench_eval_paths(data, a.k, a.epochs, a.bf16, a.arch, tuple(a.paths.split(",")) if a.paths else ())
     if a.only in (None, "dmrun"):
-        bench_dm_run(data, a.dm_iters, a.epochs, a.dm_eval_nets)
+        bench_dm_run(data, a.dm_iters, a.epochs, a.dm_eval_nets, a.bf16)
     if a.only == "batched":
         bench_eval(data, a.k, a.epochs, dsa=not a.no_dsa)
     if a.only in (None, "distill"):

@@ -91,14 +91,17 @@ class DistillConfig:
     """DSA while training the evaluation networks (as DSA/DM evaluate)."""
     device: str = "auto"
     """auto (cuda when available) or a torch device string."""
-    precision: Precision = "fp32"
+    precision: Precision = "auto"
     """Arithmetic of the networks' forward passes, in distillation and evaluation alike:
-    fp32, or bf16 (torch.autocast in bfloat16 on the tensors' device; parameters, the
-    synthetic set and all optimisers stay float32). fp32 is the default because bf16 does
-    not pay on the CPUs this runs on: without AVX512_BF16 or AMX (this machine, an Ice Lake
-    Xeon) bfloat16 is converted in software; a bf16 matmul ran at 0.23x, an evaluation
-    step at 0.64x of float32 (BENCHMARKS.md). Worth a measurement on a GPU or on a CPU
-    with AMX."""
+    fp32; bf16 (torch.autocast in bfloat16 on the tensors' device; parameters, the
+    synthetic set and all optimisers stay float32); or auto, bf16 where the device computes
+    bfloat16 in hardware (a CUDA GPU that supports it, a CPU with AVX512_BF16 or AMX) and
+    fp32 elsewhere, where bfloat16 is converted in software and runs slower than float32.
+    Trials report what auto became as distill/bf16; `--set distill.precision=fp32` pins
+    float32 (a study whose trials may land on different kinds of node should pin one). On
+    an AVX512_BF16 CPU, bf16 ran DM iterations 1.38x and trained evaluation ConvNets
+    1.23x (AlexNets 1.32x) faster than fp32, test accuracy within noise of fp32's
+    (BENCHMARKS.md)."""
 
     def __post_init__(self) -> None:
         require(self.ipc >= 1, self, "ipc", "must be >= 1")

@@ -28,6 +28,7 @@ from core.distill.distiller import Distiller, grad_ratio
 from core.distill.evaluate import evaluate_synthetic
 from core.distill.networks import ARCHS
 from core.distill.ptm import PTMPoolConfig
+from core.distill.train import resolve_precision
 from core.errors import ConfigError
 
 ACCURACIES = ("val/acc", "test/acc", "test/acc_cross", *(f"test/acc_{a}" for a in ARCHS),
@@ -48,6 +49,7 @@ METRICS: dict[str, str] = {
     "distill/syn_mean": "min",
     "distill/syn_std": "min",
     "distill/syn_std_ratio": "min",
+    "distill/bf16": "max",
     "time/sec_per_iter": "min",
     "time/ptm_share": "min",
     "time/eval_sec": "min",
@@ -119,6 +121,8 @@ def _evaluate(d: Distiller, archs: tuple[str, ...]) -> dict[str, float]:
     leaves the distillation's random stream alone."""
     x, y = d.synthetic_set(device=d.device)
     metrics = evaluate_synthetic(d.cfg, d.data, x, y, seed=d.seed * 100_003 + d.iteration, archs=archs)
+    # what `precision: auto` became on this trial's device: the arithmetic behind its numbers
+    metrics["distill/bf16"] = float(resolve_precision(d.cfg.precision, d.device) == "bf16")
     return {**metrics, **d.statistics()}
 
 

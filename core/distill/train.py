@@ -16,21 +16,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.device import native_bf16
 from core.distill._checks import require
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 """augment(x, generator) -> x of the same shape; differentiable where it matters."""
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> Literal["fp32", "bf16"]:
+    """auto -> bf16 where `device` computes bfloat16 in hardware (core.device.native_bf16),
+    else fp32; fp32 and bf16 as they are."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision in ("fp32", "bf16"):
+        return precision
+    raise ValueError(f"precision: {precision!r} is not allowed; allowed values: {', '.join(get_args(Precision))}")
 
 
 def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
-    """bf16: torch.autocast on `device`'s type (cpu or cuda) in bfloat16; fp32: nothing."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
+    """bf16: torch.autocast on `device`'s type (cpu or cuda) in bfloat16; fp32: nothing;
+    auto: one of the two for `device` (resolve_precision)."""
+    if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    raise ValueError(f"precision: {precision!r} is not allowed; allowed values: fp32, bf16")
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -49,9 +59,10 @@ class TrainConfig:
     """Minibatch size; a synthetic set smaller than this is one batch per epoch."""
     lr_decay_at_half: bool = True
     """Multiply the learning rate by 0.1 after half of the epochs, as in the literature."""
-    precision: Precision = "fp32"
-    """fp32, or bf16: forward and loss under bfloat16 autocast (parameters, gradients and
-    the optimiser stay float32). See DistillConfig.precision for why fp32 is the default."""
+    precision: Precision = "auto"
+    """auto, fp32 or bf16: forward and loss under bfloat16 autocast (parameters, gradients
+    and the optimiser stay float32) for bf16, and for auto where the device computes
+    bfloat16 in hardware. See DistillConfig.precision."""
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, self, "epochs", "must be >= 1")

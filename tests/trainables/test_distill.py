@@ -4,10 +4,12 @@ import dataclasses
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from ablab import configs, trial
 from ablab.errors import UserError
+from core.device import native_bf16
 from core.distill.config import DistillConfig
 from core.distill.data import DataConfig
 from core.distill.networks import NetConfig
@@ -52,6 +54,9 @@ def test_reports_every_eval_and_cross_arch_at_the_end(tmp_path):
                 "test/acc:n", "test/acc_cross:n", "val/acc:n", "ref/floor_acc:n"):
         assert key in last, key
     assert last["distill/ptm_grad_ratio"] > 0 and last["ref/ceiling_below_floor"] in (0.0, 1.0)
+    # precision auto: bfloat16 exactly where this CPU computes it, and the trial says which
+    assert TINY.distill.precision == "auto"
+    assert last["distill/bf16"] == float(native_bf16(torch.device("cpu")))
     assert all(_declared(k) for k in last), [k for k in last if not _declared(k)]
     assert first_seed.states[-1]["distiller"]["iteration"] == 4
     assert (tmp_path / "artifacts" / "synthetic.png").is_file()

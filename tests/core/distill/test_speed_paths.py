@@ -3,6 +3,7 @@ the same maths as the reference kernels, and both precisions train."""
 
 import dataclasses
 import typing
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,8 @@ from core.distill.config import DistillConfig
 from core.distill.distiller import Distiller
 from core.distill.evaluate import evaluate_set
 from core.distill.networks import NetConfig, Pool2, channels_last_conv1d, reference_kernels, seeded_network
-from core.distill.train import TrainConfig
+from core.device import native_bf16
+from core.distill.train import TrainConfig, autocast, resolve_precision
 
 
 @pytest.mark.parametrize("arch", ["convnet", "lenet", "alexnet", "resnet18"])
@@ -108,10 +110,30 @@ def test_dm_step_in_each_precision_lowers_the_loss_and_keeps_the_set_float32(toy
 
 
 def test_precision_is_validated():
-    assert typing.get_args(typing.get_type_hints(DistillConfig)["precision"]) == ("fp32", "bf16")
-    assert DistillConfig().precision == "fp32" and TrainConfig().precision == "fp32"
+    assert typing.get_args(typing.get_type_hints(DistillConfig)["precision"]) == ("auto", "fp32", "bf16")
+    assert DistillConfig().precision == "auto" and TrainConfig().precision == "auto"
     assert DistillConfig(precision="bf16").eval_train.precision == "bf16"
     with pytest.raises(ValueError, match="DistillConfig.precision"):
         DistillConfig(precision="fp16")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="TrainConfig.precision"):
         dataclasses.replace(TrainConfig(), precision="half")  # type: ignore[arg-type]
+
+
+def _cpu_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU's flags from /proc/cpuinfo (Linux)")
+def test_auto_is_bf16_exactly_on_a_cpu_with_bfloat16_arithmetic():
+    """What the kernel says the CPU can do, against what ablab concludes from torch."""
+    cpu = torch.device("cpu")
+    hardware = bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    assert native_bf16(cpu) == hardware
+    assert resolve_precision("auto", cpu) == ("bf16" if hardware else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    assert torch.is_autocast_enabled("cpu") is False
+    with autocast(cpu, "auto"):
+        assert torch.is_autocast_enabled("cpu") == hardware
