@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from ablab.cli import main
 from ablab.records import StudyPaths, TrialState, load_records
 from benchmarks.vllm_cpu import free_port, start_vllm_server, stop_server
+from tests.vllm.conftest import EAGER
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -74,7 +75,7 @@ def test_reasoning_sweep_samples_through_vllm_serve(side_python, ray_session, tm
     assert len(zoo_wc) == 1, zoo_wc
 
     port = free_port()
-    proc = start_vllm_server(zoo_wc[0], port, tmp_path / "serve.log", args=["--seed", "0"])
+    proc = start_vllm_server(zoo_wc[0], port, tmp_path / "serve.log", args=["--seed", "0", *EAGER])
     try:
         url = f"http://127.0.0.1:{port}/v1"
         oa = tmp_path / "openai.yaml"
