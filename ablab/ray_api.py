@@ -145,15 +145,13 @@ def local_system_config(preload: list[str]) -> dict:
     The raylet's client connects to the object store it has just started with Ray's default
     of 1 s between tries: on a quick machine the first try comes a little early and a
     second is lost before every start; here the same 10 s budget goes in 50 ms steps. The
-    prestarted workers import `preload` (Ray Tune, ablab's trial, the study's trainable)
-    while the driver is still building the Tuner, instead of when the first trial is
-    placed on them; a module that fails to import there is only logged, and imported
-    again (with its error) by the trial."""
-    return {
-        "raylet_client_connect_timeout_milliseconds": 50,
-        "raylet_client_num_connect_attempts": 200,
-        "preload_python_modules": ["ray.tune", "ablab.trial", *preload],
-    }
+    workers Ray prestarts (one per CPU) import `preload` while the driver is still building
+    the Tuner, instead of when the first trial is placed on them; a module that fails to
+    import there is only logged, and imported again (with its error) by the trial."""
+    config: dict = {"raylet_client_connect_timeout_milliseconds": 50, "raylet_client_num_connect_attempts": 200}
+    if preload:
+        config["preload_python_modules"] = list(preload)
+    return config
 
 
 @contextlib.contextmanager

@@ -147,7 +147,20 @@ def _check_local_resources(study: Study) -> None:
                             key="resources.gpu", value=study.resources.gpu, allowed=f"at most {gpus}")
 
 
-def init_ray(address: str | None, study: Study) -> bool:
+def _preload(study: Study, trials: int) -> list[str]:
+    """What the workers a local Ray prestarts (one per CPU) import before the first trial:
+    Ray Tune, ablab's trial and the study's trainable, but only when every one of them
+    will run a trial at once. Otherwise the idle ones would hold them for nothing: 650 MB
+    a worker with torch, tens of GB on a many-core machine whose trials take several CPUs
+    or a GPU each."""
+    cpus = os.cpu_count() or 1
+    at_once = min(trials, study.max_concurrent or trials, int(cpus // study.resources.cpu))
+    if study.resources.gpu or at_once < cpus:
+        return []
+    return ["ray.tune", "ablab.trial", registry.module_path(study.trainable)]
+
+
+def init_ray(address: str | None, study: Study, trials: int) -> bool:
     """Start (or join) Ray unless this process is connected already; returns whether it
     connected now (and so is the one to disconnect)."""
     from ablab.ray_api import lean_local_start, local_system_config, ray, starts_a_local_ray
@@ -159,7 +172,7 @@ def init_ray(address: str | None, study: Study) -> bool:
             if address:
                 ray.init(address=address, **kwargs)
             elif starts_a_local_ray():
-                settings = local_system_config([registry.module_path(study.trainable)])
+                settings = local_system_config(_preload(study, trials))
                 with lean_local_start():
                     ray.init(include_dashboard=False, _system_config=settings, **kwargs)
             else:  # RAY_ADDRESS (a `ray job submit` driver) or a `ray start` on this machine
@@ -214,7 +227,7 @@ def check_before_start(prep: Prepared, address: str | None) -> bool:
         except UserError as exc:
             raise UserError(exc.problem.replace(prep.tracking_uri, mask_uri(prep.tracking_uri)), key=exc.key,
                             hint=exc.hint) from None
-    started = init_ray(address, prep.study)
+    started = init_ray(address, prep.study, len(prep.trials))
     mark("ray started")
     return started
 

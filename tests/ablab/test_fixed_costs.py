@@ -227,3 +227,20 @@ def test_a_driver_that_joins_through_ray_address_is_not_a_local_head(ray_session
     joined = subprocess.run([sys.executable, "-c", JOINED], env=env, capture_output=True, text=True, timeout=120)
     assert joined.returncode == 0, joined.stderr
     assert joined.stdout.split() == ["False", "False"]
+
+
+def test_prestarted_workers_preload_only_when_each_will_run_a_trial(write_sweep):
+    """A local Ray prestarts one worker per CPU: they import Ray Tune and the trainable
+    (torch: ~650 MB each) before the first trial only when every one of them runs one."""
+    from ablab.runner import _preload
+    from ablab.spec import load_study
+
+    cpus = os.cpu_count() or 1
+    study = load_study(write_sweep(SWEEP.format(name="wave")))  # 1 CPU a trial
+    assert _preload(study, trials=cpus) == ["ray.tune", "ablab.trial", "trainables.synthetic"]
+    if cpus > 1:
+        assert _preload(study, trials=cpus - 1) == []  # fewer trials than workers
+        wide = load_study(write_sweep(SWEEP.format(name="wide") + "resources: {cpu: 2}\n"))
+        assert _preload(wide, trials=100) == []  # half the workers would idle
+        capped = load_study(write_sweep(SWEEP.format(name="capped") + f"max_concurrent: {cpus - 1}\n"))
+        assert _preload(capped, trials=100) == []
