@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -12,6 +14,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
+@functools.lru_cache(maxsize=None)  # asked at every training step under precision auto
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` computes in bfloat16 in hardware: a CUDA device that supports it,
     or a CPU with AVX512_BF16 or AMX. Elsewhere torch converts bfloat16 in software, and
