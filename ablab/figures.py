@@ -8,6 +8,7 @@ stopped trials are drawn apart, never folded into a mean.
 
 from __future__ import annotations
 
+import atexit
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -234,7 +235,17 @@ def _format_pool():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["ablab.figures", "ablab.report", "matplotlib.pyplot"])
         _POOL = concurrent.futures.ProcessPoolExecutor(len(FORMATS) - 1, mp_context=context)
+        # shut down before the interpreter tears its modules down: collected after that,
+        # the pool prints "Exception ignored in weakref_cb" on the way out (Python 3.11)
+        atexit.register(_shutdown_pool)
     return _POOL
+
+
+def _shutdown_pool() -> None:
+    global _POOL
+    if _POOL is not None:
+        _POOL.shutdown(wait=True, cancel_futures=True)
+        _POOL = None
 
 
 def prestart() -> None:
