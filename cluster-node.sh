@@ -33,6 +33,8 @@ head)
     # One MLflow server per head: a second `ray up` replaces the first one's server.
     if [[ -f ~/mlflow.pid ]]; then kill "$(cat ~/mlflow.pid)" 2>/dev/null || true; fi
     mkdir -p "$shared/ablab_results"
+    # Without MLflow's job runners (GenAI jobs; ablab uses none): eight processes, 1.8 GB.
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
     nohup .venv/bin/mlflow server --host "$node_ip" --port "$mlflow_port" --workers 1 \
         --backend-store-uri "sqlite:///$shared/mlflow.db" --artifacts-destination "$shared/mlartifacts" \
         > ~/mlflow.log 2>&1 < /dev/null &

@@ -122,6 +122,7 @@ def write_sweep(tmp_path):
 
 @pytest.fixture
 def mlflow_server(tmp_path):
+    from ablab.ui import mlflow_server_env
     from tests.ablab.helpers import free_port
 
     port = free_port()
@@ -131,6 +132,7 @@ def mlflow_server(tmp_path):
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--artifacts-destination", str(tmp_path / "server-artifacts")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=mlflow_server_env(),  # as ablab's own servers run (`ablab ui`, cluster-node.sh)
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -30,3 +30,34 @@ def ray_address(ray) -> str:
     Tests of what a driver does with the Ray it started itself (SIGKILL of the process
     group, Ctrl-C) do not join."""
     return ray.get_runtime_context().gcs_address
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """pid -> command line of every live process below `pid` (from /proc's parent links)."""
+    parents, commands = {}, {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            parents[int(proc.name)] = int(stat[stat.rfind(")") + 2:].split()[1])
+            commands[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+    found, frontier = {}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = commands.get(child, "")
+                frontier.append(child)
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"

@@ -19,7 +19,7 @@ import pytest
 from ablab.cli import main
 
 from .browser import chromium, require_chromium
-from .helpers import free_port, mlflow_runs, study_paths
+from .helpers import descendants, free_port, mlflow_runs, pid_alive, study_paths
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +80,9 @@ def test_ui_opens_the_runs_grouped_by_arm(study):
     try:
         url = _ui_url(proc)
         assert "viewStateShareKey=" in url
+        # one server, without MLflow's job runners (eight processes, 1.8 GB, that ablab never uses)
+        started = descendants(proc.pid)
+        assert started and not [c for c in started.values() if "huey" in c], started
         with chromium() as browser:
             browser.get(url)
             shot = study.dir / "screenshots" / "mlflow-runs.png"
@@ -98,6 +101,10 @@ def test_ui_opens_the_runs_grouped_by_arm(study):
     finally:
         proc.terminate()  # ablab ui stops the MLflow server it started
         proc.wait(timeout=60)
+    deadline = time.time() + 30
+    while any(pid_alive(pid) for pid in started) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [c for pid, c in started.items() if pid_alive(pid)], "ablab ui left its server running"
 
 
 def test_report_html_is_self_contained(study, tmp_path):

@@ -149,6 +149,9 @@ def test_ray_up_submit_and_down_on_this_machine(tmp_path):
                     jobs = JobSubmissionClient(address).list_jobs()
                     assert [j.status for j in jobs] == [JobStatus.SUCCEEDED], tail(log)
                     assert submit.returncode == 0, tail(log)
+                    # the head's MLflow server runs without MLflow's job runners (cluster-node.sh)
+                    runners = [c for c in map(node.cmdline, node.pids_of(user.uid)) if "huey" in c]
+                    assert not runners, runners
                 finally:
                     dashboard.terminate()
                     dashboard.wait(timeout=20)

@@ -53,7 +53,7 @@ def tiny_llama(tmp_path_factory):
 
 # The engine's torch.compile of the model is 20-35 s of each server start on 2 cores; these
 # tests check what the server answers, not how fast the model runs. (The restart test's
-# second server keeps the README's command as it is.)
+# second server is the README's command, with the flag passed through as a user would.)
 EAGER = ("--enforce-eager",)
 
 

@@ -18,6 +18,7 @@ from core.reasoning.pipeline import Backends, sample_metrics
 from core.reasoning.sampling import SamplingConfig
 from core.reasoning.tasks import ArithConfig
 from core.reasoning.zoo import ZooConfig
+from tests.vllm.conftest import EAGER
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -56,7 +57,7 @@ def test_samples_stage_is_reused_when_the_server_moves(vllm_served, tiny_llama, 
     port2 = free_port()
     with open(second_log, "w") as log:  # the README's command, in the foreground there
         proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "vllm_cpu.py"), "serve",
-                                 str(tiny_llama), "--port", str(port2), "--", "--seed", "0"],
+                                 str(tiny_llama), "--port", str(port2), "--", "--seed", "0", *EAGER],
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until_up(proc, port2, second_log)
