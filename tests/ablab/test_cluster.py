@@ -25,6 +25,13 @@ def two_nodes():
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    # Cluster records its head as this machine's latest `ray start` (/tmp/ray/ray_current_cluster),
+    # which `ray.init()` without an address joins: an `ablab run` of a test on the other xdist
+    # worker would run its study here, and lose it when this module stops the cluster. These
+    # tests pass the address themselves.
+    from ray._common.utils import reset_ray_address
+
+    reset_ray_address()
     worker = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
