@@ -15,10 +15,11 @@ runs in a virtualenv of its own, made by the recipe of ``DESIGN.md``::
 
 (the registry builds of the last three do not load beside the CPU torch and break
 ``import transformers``). The two steps run with uv when the project's venv has it (a dev
-dependency; 26 s for the whole build here, against 100-140 s with pip), else with pip. The venv lives under ``~/.cache/ablab/`` (or
-``$ABLAB_VLLM_VENV_ROOT``) in a folder named by a hash of the recipe, so a changed recipe
-builds a new venv and a second test run reuses the first one's (a ready-stamp marks a
-finished build; a half-built folder is removed and rebuilt). The project is not installed
+dependency; 26 s for the whole build here, against 100-140 s with pip), else with pip.
+The venv lives under ``~/.cache/ablab/`` (or ``$ABLAB_VLLM_VENV_ROOT``) in a folder named
+by a hash of the recipe, so a changed recipe builds a new venv and a second test run
+reuses the first one's (a ready-stamp marks a finished build; a half-built folder is
+removed and rebuilt). The project is not installed
 into it: scripts run with ``PYTHONPATH=<repo>`` (see :func:`side_env`).
 
 The server is ``python -m vllm.entrypoints.openai.api_server``, not the ``vllm serve``
@@ -144,7 +145,8 @@ def uv_source_options(pip_config: str) -> tuple[list[str], dict[str, str]]:
 
 def _uv_install(log) -> bool:
     """The recipe installed with uv, when this interpreter has it (a dev dependency): 7 s
-    here where pip takes 100-140 s, most of the vLLM tests' first run on a new machine.
+    for the install here where pip's whole build takes 100-140 s, most of the vLLM tests'
+    first run on a new machine.
     False (nothing changed but a log line) when uv is absent or fails: pip then does it."""
     try:
         from uv import find_uv_bin

@@ -32,16 +32,23 @@ def ray_address(ray) -> str:
     return ray.get_runtime_context().gcs_address
 
 
+def cmdline(pid: int) -> str:
+    """The command line of `pid`, "" once it has ended."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def descendants(pid: int) -> dict[int, str]:
     """pid -> command line of every live process below `pid` (from /proc's parent links)."""
-    parents, commands = {}, {}
+    parents = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             stat = (proc / "stat").read_text()
             parents[int(proc.name)] = int(stat[stat.rfind(")") + 2:].split()[1])
-            commands[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (FileNotFoundError, ProcessLookupError, ValueError):
             pass
     found, frontier = {}, [pid]
@@ -49,7 +56,7 @@ def descendants(pid: int) -> dict[int, str]:
         parent = frontier.pop()
         for child, ppid in parents.items():
             if ppid == parent and child not in found:
-                found[child] = commands.get(child, "")
+                found[child] = cmdline(child)
                 frontier.append(child)
     return found
 

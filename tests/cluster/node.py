@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.ablab.helpers import cmdline  # noqa: F401 - node.cmdline, as the launcher test reads it
+
 # sshd for the node, rsync for Ray's file_mounts, nc to reach sshd on its own port
 # (Ray's auth section has no port: an ssh ProxyCommand carries it).
 DEBIAN_PACKAGES = {"/usr/sbin/sshd": "openssh-server", "/usr/bin/rsync": "rsync", "/usr/bin/nc": "netcat-openbsd"}
@@ -86,13 +88,6 @@ def pids_of(uid: int) -> list[int]:
         except FileNotFoundError:
             pass
     return pids
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError):
-        return ""
 
 
 def stop_processes_of(uid: int, grace: float = 10.0) -> None:
