@@ -192,21 +192,22 @@ def draw(report: Report, out: Path, fmt_value) -> dict[str, list[Figure]]:
     Each format is drawn in a process of its own, side by side: matplotlib draws a figure
     anew for every file, and at the end of a study the driver would otherwise draw them
     one after another on one core while the others idle (seconds, most of what the
-    command waits for after the table). `fmt_value` must pickle (a module-level function
-    or a partial of one). Where processes cannot be had, they are drawn here."""
-    vector = FORMATS[1:]
+    command waits for after the table). The driver draws none itself, so it never imports
+    matplotlib (0.4 s). `fmt_value` must pickle (a module-level function or a partial of
+    one). Where processes cannot be had, they are drawn here."""
     out = Path(out).resolve()  # the drawing processes have the folder they were started in
     try:
         pool = _format_pool()
-        jobs = {fmt: pool.submit(_draw_formats, report, out, fmt_value, (fmt,)) for fmt in vector}
+        jobs = {fmt: pool.submit(_draw_formats, report, out, fmt_value, (fmt,)) for fmt in FORMATS}
     except Exception:  # noqa: BLE001 - no processes here (a sandbox, a broken pool): all drawn here
-        jobs = {}
-    files = _draw_formats(report, out, fmt_value, FORMATS[:1] + tuple(f for f in vector if f not in jobs))
+        return _draw_formats(report, out, fmt_value, FORMATS)
+    files: dict[str, list[Figure]] = {}
     for fmt, job in jobs.items():
         try:
-            job.result()
+            drawn = job.result()
         except Exception:  # noqa: BLE001 - its process died: drawn here instead
-            _draw_formats(report, out, fmt_value, (fmt,))
+            drawn = _draw_formats(report, out, fmt_value, (fmt,))
+        files = files or drawn  # every format's list names the same figures
     return files
 
 
@@ -234,7 +235,7 @@ def _format_pool():
 
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["ablab.figures", "ablab.report", "matplotlib.pyplot"])
-        _POOL = concurrent.futures.ProcessPoolExecutor(len(FORMATS) - 1, mp_context=context)
+        _POOL = concurrent.futures.ProcessPoolExecutor(len(FORMATS), mp_context=context)
         # shut down before the interpreter tears its modules down: collected after that,
         # the pool prints "Exception ignored in weakref_cb" on the way out (Python 3.11)
         atexit.register(_shutdown_pool)
@@ -254,7 +255,7 @@ def prestart() -> None:
     the trials run."""
     try:
         pool = _format_pool()
-        for _ in range(len(FORMATS) - 1):
+        for _ in range(len(FORMATS)):
             pool.submit(int)
     except Exception:  # noqa: BLE001 - `draw` falls back to drawing here
         pass

@@ -181,6 +181,27 @@ def test_html_stands_alone_and_other_formats_are_written(study):
     assert by_key[("quality=0.7", 2)]["error"] == ERROR
 
 
+def test_figures_are_drawn_beside_the_driver_in_every_format(study):
+    """Each format is drawn in a process of its own, so the process that writes the report
+    (at the end of a study: the driver, the table printed, the user waiting) never imports
+    matplotlib itself."""
+    code = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from ablab import report
+        from ablab.records import StudyPaths
+        report.write(StudyPaths(Path({str(study.storage)!r}), {study.name!r}), publish=False)
+        print("matplotlib" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"], done.stdout
+    pngs = sorted(study.report_dir.glob("*.png"))
+    assert [p.stem for p in pngs] == ["bars_0", "bars_1", "curves"]
+    for png in pngs:
+        assert png.with_suffix(".svg").stat().st_size > 0 and png.with_suffix(".pdf").stat().st_size > 0
+
+
 def test_parent_run_is_the_study(study):
     _, out = report_mod.write(study)
     record = json.loads(study.study_file.read_text())
