@@ -39,12 +39,12 @@ serve: $(STAMP)
 	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=<model directory> [PORT=8000] [HOST=127.0.0.1] [ARGS='-- --seed 0']" >&2; exit 2; }
 	$(VENV)/bin/python benchmarks/vllm_cpu.py serve $(MODEL) --host $(HOST) --port $(PORT) $(ARGS)
 
-# pip's index warnings about this machine's local mirrors are noise: filtered out.
+# Installed by uv from pip's own package sources (ablab/install.py: about 25 s where pip
+# takes two minutes), by pip where uv cannot be had.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	@echo "installing ablab and its dependencies into $(VENV) (first time: a few minutes)"
-	@set -o pipefail; $(VENV)/bin/pip install -q --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
-	@set -o pipefail; $(VENV)/bin/pip install -q -c constraints.txt -e ".[dev]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+	@echo "installing ablab and its dependencies into $(VENV) (first time: a minute or so)"
+	@$(VENV)/bin/python -m ablab.install $(VENV)/bin/python -q -c constraints.txt -e ".[dev]"
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 

