@@ -39,8 +39,8 @@ serve: $(STAMP)
 	@test -n "$(MODEL)" || { echo "usage: make serve MODEL=<model directory> [PORT=8000] [HOST=127.0.0.1] [ARGS='-- --seed 0']" >&2; exit 2; }
 	$(VENV)/bin/python benchmarks/vllm_cpu.py serve $(MODEL) --host $(HOST) --port $(PORT) $(ARGS)
 
-# Installed by uv from pip's own package sources (ablab/install.py: about 25 s where pip
-# takes two minutes), by pip where uv cannot be had.
+# Installed by uv from pip's own package sources (ablab/install.py: under a minute where
+# pip takes two), by pip where uv cannot be had.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing ablab and its dependencies into $(VENV) (first time: a minute or so)"

@@ -15,7 +15,7 @@ runs in a virtualenv of its own, made by the recipe of ``DESIGN.md``::
 
 (the registry builds of the last three do not load beside the CPU torch and break
 ``import transformers``). The two steps run with uv when the project's venv has it (a dev
-dependency; 26 s for the whole build here, against 100-140 s with pip), else with pip.
+dependency; 42 s for the whole build here, against 100-140 s with pip), else with pip.
 The venv lives under ``~/.cache/ablab/`` (or ``$ABLAB_VLLM_VENV_ROOT``) in a folder named
 by a hash of the recipe, so a changed recipe builds a new venv and a second test run
 reuses the first one's (a ready-stamp marks a finished build; a half-built folder is
@@ -112,7 +112,7 @@ def _run_pip(args: list[str], log) -> None:
 
 def _uv_install(log) -> bool:
     """The recipe installed with uv (ablab/install.py), when the project's venv has it (a
-    dev dependency): 26 s for the whole build here where pip takes 100-140 s, most of the
+    dev dependency): 42 s for the whole build here where pip takes 100-140 s, most of the
     vLLM tests' first run on a new machine. False (nothing changed but a log line) when
     there is no uv or it fails: pip then does it."""
     uv = find_uv(sys.executable, (), log, bootstrap=False)  # the uv of the venv running this
