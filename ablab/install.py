@@ -23,42 +23,68 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-# pip's settings that say where packages come from, as uv's options
+# pip's settings that say where packages come from, as uv's options (None: a flag)
 _PIP_TO_UV = {"index-url": "--index-url", "extra-index-url": "--extra-index-url",
-              "find-links": "--find-links", "constraint": "--constraint"}
+              "find-links": "--find-links", "constraint": "--constraint",
+              "trusted-host": "--allow-insecure-host", "no-index": None}
+# uv reads these from the environment
+_PIP_TO_UV_ENV = {"cert": "SSL_CERT_FILE", "client-cert": "SSL_CLIENT_CERT"}
+# pip's precedence, lowest first: [global] of the config files, then [install], then PIP_*
+# variables; each replaces the value of the one before (`pip config list` prints them
+# sorted by name, which puts ":env:" first)
+_SECTIONS = ("global", "install", ":env:")
 PIP_NOISE = "WARNING: Location"  # pip's warning about this machine's local mirrors, on every run
 
 
 def uv_source_options(pip_config: str) -> tuple[list[str], dict[str, str]]:
-    """uv's options and environment for the package sources and certificate of ``pip config
-    list`` output (lines such as ``global.extra-index-url='file:///a file:///b'``), so that
-    uv installs from where pip would. Pip considers every index alike, uv by default only
-    the first that has a package: ``unsafe-best-match`` is pip's rule."""
-    values: dict[str, list[str]] = {}
-    env: dict[str, str] = {}
+    """uv's options and environment for the package sources and certificates of ``pip
+    config list`` output (lines such as ``global.extra-index-url='file:///a file:///b'``),
+    so that uv installs from where pip would. Pip considers every index alike, uv by
+    default only the first that has a package: ``unsafe-best-match`` is pip's rule."""
+    import ast
+
+    settings: dict[str, tuple[int, list[str]]] = {}
     for line in pip_config.splitlines():
-        key, _, value = line.partition("=")
-        name, items = key.rsplit(".", 1)[-1].strip(), value.strip().strip("'\"").split()
-        if name == "cert" and items:
-            env["SSL_CERT_FILE"] = items[0]
-        elif name == "index-url":
-            values[name] = items[-1:]  # one index: the later setting (the environment's) wins
-        elif name in _PIP_TO_UV:
-            values[name] = list(dict.fromkeys(values.get(name, []) + items))
-    options = [arg for name, items in values.items() for item in items for arg in (_PIP_TO_UV[name], item)]
+        key, sep, value = line.partition("=")
+        section, _, name = key.strip().rpartition(".")
+        if not sep or section not in _SECTIONS or (name not in _PIP_TO_UV and name not in _PIP_TO_UV_ENV):
+            continue
+        try:
+            text = str(ast.literal_eval(value.strip()))  # printed as a repr: one URL per line in pip.conf style
+        except (ValueError, SyntaxError):
+            text = value.strip().strip("'\"")
+        rank = _SECTIONS.index(section)
+        if rank >= settings.get(name, (-1, []))[0]:
+            settings[name] = (rank, text.split())
+    options: list[str] = []
+    env: dict[str, str] = {}
+    for name, (_, items) in settings.items():
+        if name in _PIP_TO_UV_ENV:
+            if items:
+                env[_PIP_TO_UV_ENV[name]] = items[0]
+        elif name == "no-index":
+            if items and items[0].lower() in ("1", "true", "yes", "on"):
+                options.append("--no-index")
+        else:
+            for item in items[-1:] if name == "index-url" else items:
+                options += [_PIP_TO_UV[name], item]
     return options + ["--index-strategy", "unsafe-best-match"], env
 
 
-def pip_sources(python: str | Path) -> tuple[list[str], dict[str, str]]:
-    """uv's options for where `python`'s pip installs from."""
-    config = subprocess.run([str(python), "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
-    return uv_source_options(config)
+def pip_sources(python: str | Path) -> tuple[list[str], dict[str, str]] | None:
+    """uv's options for where `python`'s pip installs from; None when pip cannot say."""
+    done = subprocess.run([str(python), "-m", "pip", "config", "list"], capture_output=True, text=True)
+    return uv_source_options(done.stdout) if done.returncode == 0 else None
 
 
 def uv_install(uv: str, python: str | Path, args: Sequence[str], log: IO[str], verb: str = "install") -> bool:
     """``uv pip VERB --python PYTHON <pip's sources> ARGS``, its output to `log`; whether it
     succeeded (a failure leaves the venv as uv left it, for pip to finish)."""
-    options, env = pip_sources(python) if verb == "install" else ([], {})
+    sources = pip_sources(python) if verb == "install" else ([], {})
+    if sources is None:
+        log.write(f"`{python} -m pip config list` failed: uv cannot know pip's package sources\n")
+        return False
+    options, env = sources
     if verb == "install":
         # pip writes each module's .pyc at install time, uv only when asked: without them
         # every process compiles what it imports, each time where PYTHONDONTWRITEBYTECODE
@@ -101,18 +127,15 @@ def constraint_args(args: Sequence[str]) -> list[str]:
 
 
 def find_uv(python: str | Path, constraints: Sequence[str], log: IO[str], bootstrap: bool = True) -> str | None:
-    """A uv to install with: the one beside `python` (in its venv's bin), one on PATH, or,
-    with `bootstrap`, one pip installs into `python`'s venv (at the version `constraints`
-    pin); None if none can be had."""
+    """A uv to install with: the one beside `python` (in its venv's bin); with `bootstrap`,
+    one pip installs there (at the version `constraints` pin, which the rest of the
+    install keeps); else one on PATH; None if none can be had."""
     own = Path(python).parent / "uv"  # not resolved: a venv's python is a link out of it
     if own.is_file():
         return str(own)
-    on_path = shutil.which("uv")
-    if on_path or not bootstrap:
-        return on_path
-    if run_pip(python, ["install", "--quiet", *constraints, "uv"], log)[0] == 0 and own.is_file():
+    if bootstrap and run_pip(python, ["install", "--quiet", *constraints, "uv"], log)[0] == 0 and own.is_file():
         return str(own)
-    return None
+    return shutil.which("uv")
 
 
 def install(python: str | Path, args: Sequence[str], log: IO[str] = sys.stderr) -> int:

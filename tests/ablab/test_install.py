@@ -14,29 +14,44 @@ import pytest
 from ablab import install
 from ablab.install import constraint_args, uv_source_options
 
-PIP_CONFIG = """\
-global.cert='/etc/ssl/certs/ca.crt'
-global.constraint='/etc/pip/constraints.txt'
-global.extra-index-url='file:///opt/a/simple file:///opt/b/simple'
-global.find-links='/opt/wheels'
-global.index-url='https://mirror.example/simple'
-global.timeout='60'
-:env:.find-links='/opt/wheels'
-:env:.index-url='https://env-mirror.example/simple'
+PIP_CONF = """\
+[global]
+index-url = https://conf.example/simple
+extra-index-url =
+    https://a.example/simple
+    https://b.example/simple
+trusted-host = a.example
+find-links = /opt/global-links
+timeout = 60
+
+[install]
+find-links = /opt/install-links
 """
 
 
-def test_pip_sources_become_uv_options():
-    options, env = uv_source_options(PIP_CONFIG)
+def test_pip_sources_become_uv_options(tmp_path, monkeypatch):
+    """What pip itself prints (`pip config list`) for a pip.conf in pip's own style (one URL
+    per line), an [install] section and PIP_* variables: each setting as pip would take
+    it (a variable over [install] over [global], each replacing the one before)."""
+    for key in [k for k in __import__("os").environ if k.startswith("PIP_")]:
+        monkeypatch.delenv(key)
+    (tmp_path / "pip.conf").write_text(PIP_CONF)
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(tmp_path / "pip.conf"))
+    monkeypatch.setenv("PIP_INDEX_URL", "https://env.example/simple")
+    monkeypatch.setenv("PIP_CERT", "/etc/ssl/certs/ca.crt")
+    options, env = install.pip_sources(sys.executable)
     pairs = list(zip(options[::2], options[1::2]))
-    assert ("--index-url", "https://env-mirror.example/simple") in pairs  # the environment's wins
-    assert ("--index-url", "https://mirror.example/simple") not in pairs
-    assert [v for k, v in pairs if k == "--extra-index-url"] == ["file:///opt/a/simple", "file:///opt/b/simple"]
-    assert [v for k, v in pairs if k == "--find-links"] == ["/opt/wheels"]  # once, though set twice
-    assert ("--constraint", "/etc/pip/constraints.txt") in pairs
-    assert ("--index-strategy", "unsafe-best-match") in pairs  # pip's rule: every index alike
-    assert not any("timeout" in o for o in options)
+    assert [v for k, v in pairs if k == "--index-url"] == ["https://env.example/simple"]
+    assert [v for k, v in pairs if k == "--extra-index-url"] == ["https://a.example/simple", "https://b.example/simple"]
+    assert [v for k, v in pairs if k == "--find-links"] == ["/opt/install-links"]
+    assert ("--allow-insecure-host", "a.example") in pairs
+    assert options[-2:] == ["--index-strategy", "unsafe-best-match"]  # pip's rule: every index alike
+    assert "--no-index" not in options and not any("timeout" in o for o in options)
     assert env == {"SSL_CERT_FILE": "/etc/ssl/certs/ca.crt"}
+
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    options, _ = install.pip_sources(sys.executable)
+    assert "--no-index" in options
 
 
 def test_no_pip_config_leaves_uv_at_its_defaults():
