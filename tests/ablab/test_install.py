@@ -94,7 +94,8 @@ def test_a_new_venv_is_installed_by_uv_else_by_pip(tmp_path, monkeypatch):
     # without them compiles every module at every import (the suite took 735 s, not ~450)
     assert list((python.parents[1] / "lib").glob("python3*/site-packages/__pycache__/six.*.pyc"))
 
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no uv on PATH (a new machine has none)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no uv on PATH (a new machine has none)
     python = _new_venv(tmp_path / "by-pip")
     with open(tmp_path / "pip.log", "w") as log:
         assert install.install(python, args, log) == 0
