@@ -142,6 +142,9 @@ def cmd_run(args) -> int:
     from ablab.spec import mask_uri
 
     mark("driver imported")
+    from ablab.figures import formats
+
+    formats()  # a figure format ablab does not draw stops here, before anything starts
     prep = runner.prepare(args.file, args.overrides, resume=args.resume, yes=args.yes)
     mark("validated")
     command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv else "ablab run"
@@ -174,12 +177,14 @@ def cmd_run(args) -> int:
 
 def cmd_report(args) -> int:
     from ablab import report as report_mod
+    from ablab.figures import formats
 
+    drawn = formats()
     paths = _paths(args.study, args.storage)
     rep, out = report_mod.write(paths, args.out, publish=not args.no_mlflow)
     print(report_mod.to_markdown(rep))
     print(f"\nwritten to {out}: report.html (self-contained), report.md, report.tex, trials.csv, report.json, "
-          "figures (png, svg, pdf)")
+          f"figures ({', '.join(drawn)})")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,26 @@ from ablab.expand import BASELINE, context_label
 from ablab.records import TrialRecord, TrialState
 
 FORMATS = ("png", "svg", "pdf")
+# The formats to draw, comma-separated (default: all of FORMATS). PNG is always drawn: the
+# HTML report and MLflow show it. `ABLAB_FIGURE_FORMATS=png` leaves out the vector formats
+# for quick iterations (each format is a full draw, and with more than one the drawing
+# processes start: about 2 s of CPU a report); the test suite sets it where a test does
+# not look at the vector files.
+FORMATS_ENV = "ABLAB_FIGURE_FORMATS"
 VERDICT_COLORS = {"baseline": "#6b6b6b", "better": "#2e9e5b", "worse": "#c8453b", "equivalent": "#b59a3c"}
 OTHER_COLOR = "#6f9fd8"
+
+
+def formats() -> tuple[str, ...]:
+    """The formats to draw (FORMATS_ENV); raises UserError for one ablab does not draw."""
+    from ablab.errors import UserError
+
+    named = [f.strip().lower() for f in os.environ.get(FORMATS_ENV, ",".join(FORMATS)).split(",") if f.strip()]
+    unknown = [f for f in named if f not in FORMATS]
+    if unknown:
+        raise UserError(f"{FORMATS_ENV} names a figure format ablab does not draw: {', '.join(unknown)}",
+                        key=FORMATS_ENV, value=os.environ[FORMATS_ENV], allowed=", ".join(FORMATS))
+    return tuple(f for f in FORMATS if f == "png" or f in named)
 
 
 @dataclass(frozen=True)
@@ -189,18 +208,22 @@ def curves(report: Report, out: Path, formats: tuple[str, ...] = FORMATS) -> lis
 def draw(report: Report, out: Path, fmt_value) -> dict[str, list[Figure]]:
     """Every figure of the report: key 'context|ablation' for bars, 'curves' for the curves.
 
-    Each format is drawn in a process of its own, side by side: matplotlib draws a figure
-    anew for every file, and at the end of a study the driver would otherwise draw them
-    one after another on one core while the others idle (seconds, most of what the
-    command waits for after the table). The driver draws none itself, so it never imports
-    matplotlib (0.4 s). `fmt_value` must pickle (a module-level function or a partial of
-    one). Where processes cannot be had, they are drawn here."""
+    With more than one format, each is drawn in a process of its own, side by side:
+    matplotlib draws a figure anew for every file, and at the end of a study the driver
+    would otherwise draw them one after another on one core while the others idle
+    (seconds, most of what the command waits for after the table). The driver then draws
+    none itself, so it never imports matplotlib (0.4 s). `fmt_value` must pickle (a
+    module-level function or a partial of one). Where processes cannot be had, or only
+    PNG is drawn, they are drawn here."""
     out = Path(out).resolve()  # the drawing processes have the folder they were started in
+    wanted = formats()
+    if len(wanted) == 1:
+        return _draw_formats(report, out, fmt_value, wanted)
     try:
         pool = _format_pool()
-        jobs = {fmt: pool.submit(_draw_formats, report, out, fmt_value, (fmt,)) for fmt in FORMATS}
+        jobs = {fmt: pool.submit(_draw_formats, report, out, fmt_value, (fmt,)) for fmt in wanted}
     except Exception:  # noqa: BLE001 - no processes here (a sandbox, a broken pool): all drawn here
-        return _draw_formats(report, out, fmt_value, FORMATS)
+        return _draw_formats(report, out, fmt_value, wanted)
     files: dict[str, list[Figure]] = {}
     for fmt, job in jobs.items():
         try:
@@ -254,6 +277,8 @@ def prestart() -> None:
     a second of CPU), so that the report at the end does not wait for them; called while
     the trials run."""
     try:
+        if len(formats()) == 1:  # drawn in the driver
+            return
         pool = _format_pool()
         for _ in range(len(FORMATS)):
             pool.submit(int)

@@ -130,6 +130,13 @@ def test_a_bad_ray_address_starts_nothing(write_sweep, tmp_path, capsys, address
     _no_study(tmp_path)
 
 
+def test_a_figure_format_ablab_does_not_draw_starts_nothing(write_sweep, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ABLAB_FIGURE_FORMATS", "png,jpg")
+    err = _one_line_exit_2(["run", str(write_sweep(OK))], capsys, within_s=30)
+    assert "ABLAB_FIGURE_FORMATS" in err and "jpg" in err and "png, svg, pdf" in err
+    _no_study(tmp_path)
+
+
 def test_resume_of_a_missing_study_leaves_no_folder(write_sweep, tmp_path, capsys):
     assert "--resume" in _one_line_exit_2(["run", str(write_sweep(OK)), "--resume"], capsys)
     _no_study(tmp_path)

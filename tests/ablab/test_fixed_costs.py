@@ -128,6 +128,7 @@ def test_ablab_run_prints_the_table_first_and_returns_with_the_report_complete(w
         con.execute(f"create table {MARKER} (x integer)")
     phases = tmp_path / "phases.jsonl"
     env = dict(os.environ, RAY_AUTH_MODE="disabled", ABLAB_PHASES=str(phases))
+    env.pop("ABLAB_FIGURE_FORMATS", None)  # every format, as a user gets them
     done = subprocess.Popen([sys.executable, "-m", "ablab.cli", "run", str(sweep), "--no-live"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = done.communicate(timeout=600)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -150,7 +151,7 @@ def test_no_numeric_warning_when_seeds_agree_to_the_last_digit(study):
     assert row.verdict in ("within noise", "inconclusive", "equivalent")
 
 
-def test_html_stands_alone_and_other_formats_are_written(study):
+def test_html_stands_alone_and_other_formats_are_written(study, all_figure_formats):
     rep, out = report_mod.write(study, publish=False)
     page = (out / "report.html").read_text()
     sources = re.findall(r"<img src='([^']*)' alt='([^']*)'", page)
@@ -181,28 +182,37 @@ def test_html_stands_alone_and_other_formats_are_written(study):
     assert by_key[("quality=0.7", 2)]["error"] == ERROR
 
 
-def test_figures_are_drawn_beside_the_driver_in_every_format(study):
-    """Each format is drawn in a process of its own, so the process that writes the report
-    (at the end of a study: the driver, the table printed, the user waiting) never imports
-    matplotlib itself."""
+@pytest.mark.parametrize("formats", [None, "png"])
+def test_figures_are_drawn_beside_the_driver_in_every_format(study, formats):
+    """By default each format is drawn in a process of its own, so the process that writes
+    the report (at the end of a study: the driver, the table printed, the user waiting)
+    never imports matplotlib itself. With ABLAB_FIGURE_FORMATS=png only the PNGs are
+    drawn, in that process, and no drawing process starts."""
     code = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from ablab import report
+        from ablab import figures, report
         from ablab.records import StudyPaths
         report.write(StudyPaths(Path({str(study.storage)!r}), {study.name!r}), publish=False)
-        print("matplotlib" in sys.modules)
+        print("matplotlib" in sys.modules, figures._POOL is not None)
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "ABLAB_FIGURE_FORMATS"}
+    if formats:
+        env["ABLAB_FIGURE_FORMATS"] = formats
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False"], done.stdout
     pngs = sorted(study.report_dir.glob("*.png"))
     assert [p.stem for p in pngs] == ["bars_0", "bars_1", "curves"]
-    for png in pngs:
-        assert png.with_suffix(".svg").stat().st_size > 0 and png.with_suffix(".pdf").stat().st_size > 0
+    if formats is None:
+        assert done.stdout.split() == ["False", "True"], done.stdout
+        for png in pngs:
+            assert png.with_suffix(".svg").stat().st_size > 0 and png.with_suffix(".pdf").stat().st_size > 0
+    else:
+        assert done.stdout.split() == ["True", "False"], done.stdout
+        assert not list(study.report_dir.glob("*.svg")) and not list(study.report_dir.glob("*.pdf"))
 
 
-def test_parent_run_is_the_study(study):
+def test_parent_run_is_the_study(study, all_figure_formats):
     _, out = report_mod.write(study)
     record = json.loads(study.study_file.read_text())
     tracker = Tracker(record["tracking_uri"], "hand")
