@@ -44,7 +44,7 @@ def formats() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure on disk, in every format of FORMATS."""
+    """One figure on disk, in every format drawn (`formats()`)."""
 
     stem: str
     """File name without extension (bars_0, curves)."""
