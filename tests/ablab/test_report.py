@@ -212,6 +212,37 @@ def test_figures_are_drawn_beside_the_driver_in_every_format(study, formats):
         assert not list(study.report_dir.glob("*.svg")) and not list(study.report_dir.glob("*.pdf"))
 
 
+def test_drawing_processes_end_with_a_killed_driver():
+    """A driver killed with SIGKILL runs no exit hook: its drawing processes (a forkserver
+    and one per format, started while the trials run) must end by themselves, not wait on
+    their queue forever."""
+    import signal
+    import time
+
+    from tests.ablab.helpers import descendants, pid_alive
+
+    env = {k: v for k, v in os.environ.items() if k != "ABLAB_FIGURE_FORMATS"}
+    driver = subprocess.Popen([sys.executable, "-c", "from ablab import figures; figures.prestart(); "
+                               "import time; time.sleep(120)"], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        drawing: dict[int, str] = {}
+        while len(drawing) < 4 and time.monotonic() < deadline:  # the forkserver and three workers
+            drawing = {pid: c for pid, c in descendants(driver.pid).items() if "forkserver" in c}
+            time.sleep(0.2)
+        assert len(drawing) == 4, drawing
+    finally:
+        driver.kill()
+        driver.wait()
+    deadline = time.monotonic() + 15
+    while any(pid_alive(pid) for pid in drawing) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in drawing if pid_alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, [drawing[pid] for pid in left]
+
+
 def test_parent_run_is_the_study(study, all_figure_formats):
     _, out = report_mod.write(study)
     record = json.loads(study.study_file.read_text())
