@@ -270,19 +270,17 @@ def _end_with(owner: int) -> None:
     """In each drawing process: end when the process that made the pool ends. A driver
     killed with SIGKILL (`kill -9`, the OOM killer) runs no exit hook, and the drawing
     processes would wait on their queue forever, the forkserver with them (each holds the
-    forkserver's keep-alive pipe): four processes (66-91 MB RSS each, ~90 MB
-    of memory together) left behind per killed study."""
+    forkserver's keep-alive pipe): four processes (66-91 MB RSS each, ~90 MB of memory
+    together) left behind per killed study."""
+    import select
     import threading
+    import time
 
     def wait_then_exit() -> None:
         try:
             fd = os.pidfd_open(owner)  # Linux >= 5.3: readable once the process has ended
-            import select
-
             select.select([fd], [], [])
         except OSError:  # no pidfd here (or the owner is gone already): ask once a second
-            import time
-
             while True:
                 try:
                     os.kill(owner, 0)

@@ -203,8 +203,6 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-
-
 @pytest.fixture
 def all_figure_formats(monkeypatch):
     """Reports draw every figure format, as by default outside the suite."""

@@ -116,7 +116,8 @@ mode: max
 """
 
 
-def test_ablab_run_prints_the_table_first_and_returns_with_the_report_complete(write_sweep, cache, tmp_path):
+def test_ablab_run_prints_the_table_first_and_returns_with_the_report_complete(write_sweep, cache, tmp_path,
+                                                                              all_figure_formats):
     """The command as a user runs it (its own local Ray): the store starts from the template,
     the table is printed before the report files are written, and when the command returns
     the report, MLflow's parent run (report artifacts, saved view) and every child are there,
@@ -128,7 +129,6 @@ def test_ablab_run_prints_the_table_first_and_returns_with_the_report_complete(w
         con.execute(f"create table {MARKER} (x integer)")
     phases = tmp_path / "phases.jsonl"
     env = dict(os.environ, RAY_AUTH_MODE="disabled", ABLAB_PHASES=str(phases))
-    env.pop("ABLAB_FIGURE_FORMATS", None)  # every format, as a user gets them
     done = subprocess.Popen([sys.executable, "-m", "ablab.cli", "run", str(sweep), "--no-live"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = done.communicate(timeout=600)

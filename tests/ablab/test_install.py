@@ -4,6 +4,7 @@ installs when uv cannot."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import venv
@@ -33,7 +34,7 @@ def test_pip_sources_become_uv_options(tmp_path, monkeypatch):
     """What pip itself prints (`pip config list`) for a pip.conf in pip's own style (one URL
     per line), an [install] section and PIP_* variables: each setting as pip would take
     it (a variable over [install] over [global], each replacing the one before)."""
-    for key in [k for k in __import__("os").environ if k.startswith("PIP_")]:
+    for key in [k for k in os.environ if k.startswith("PIP_")]:
         monkeypatch.delenv(key)
     (tmp_path / "pip.conf").write_text(PIP_CONF)
     monkeypatch.setenv("PIP_CONFIG_FILE", str(tmp_path / "pip.conf"))

@@ -183,7 +183,7 @@ def test_html_stands_alone_and_other_formats_are_written(study, all_figure_forma
 
 
 @pytest.mark.parametrize("formats", [None, "png"])
-def test_figures_are_drawn_beside_the_driver_in_every_format(study, formats):
+def test_figures_are_drawn_beside_the_driver_in_every_format(study, formats, all_figure_formats, monkeypatch):
     """By default each format is drawn in a process of its own, so the process that writes
     the report (at the end of a study: the driver, the table printed, the user waiting)
     never imports matplotlib itself. With ABLAB_FIGURE_FORMATS=png only the PNGs are
@@ -196,10 +196,9 @@ def test_figures_are_drawn_beside_the_driver_in_every_format(study, formats):
         report.write(StudyPaths(Path({str(study.storage)!r}), {study.name!r}), publish=False)
         print("matplotlib" in sys.modules, figures._POOL is not None)
     """)
-    env = {k: v for k, v in os.environ.items() if k != "ABLAB_FIGURE_FORMATS"}
     if formats:
-        env["ABLAB_FIGURE_FORMATS"] = formats
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+        monkeypatch.setenv("ABLAB_FIGURE_FORMATS", formats)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     pngs = sorted(study.report_dir.glob("*.png"))
     assert [p.stem for p in pngs] == ["bars_0", "bars_1", "curves"]
@@ -212,7 +211,7 @@ def test_figures_are_drawn_beside_the_driver_in_every_format(study, formats):
         assert not list(study.report_dir.glob("*.svg")) and not list(study.report_dir.glob("*.pdf"))
 
 
-def test_drawing_processes_end_with_a_killed_driver():
+def test_drawing_processes_end_with_a_killed_driver(all_figure_formats):
     """A driver killed with SIGKILL runs no exit hook: its drawing processes (a forkserver
     and one per format, started while the trials run) must end by themselves, not wait on
     their queue forever."""
@@ -221,9 +220,8 @@ def test_drawing_processes_end_with_a_killed_driver():
 
     from tests.ablab.helpers import descendants, pid_alive
 
-    env = {k: v for k, v in os.environ.items() if k != "ABLAB_FIGURE_FORMATS"}
     driver = subprocess.Popen([sys.executable, "-c", "from ablab import figures; figures.prestart(); "
-                               "import time; time.sleep(120)"], env=env)
+                               "import time; time.sleep(120)"])
     try:
         deadline = time.monotonic() + 60
         drawing: dict[int, str] = {}
